@@ -1,0 +1,1 @@
+"""Mappings: source -> filter chain -> target."""

@@ -1,0 +1,1 @@
+"""Networks and loading: our own StyleGAN2/StyleGAN3 generators and safe file readers."""

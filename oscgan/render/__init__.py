@@ -1,0 +1,1 @@
+"""The render loop: pacing, rendering and frame hand-off."""

@@ -1,0 +1,1 @@
+"""Frame outputs: one worker per sink with a latest-frame slot."""

@@ -1,0 +1,1 @@
+"""The parameter model: typed, ranged parameters and per-frame snapshots (no I/O, no torch)."""
