@@ -364,3 +364,33 @@ def modulated_conv2d(
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x
+
+
+def modulated_conv2d_per_sample(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+    weight_sq: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Same result as ``modulated_conv2d`` by the textbook route: build each sample's modulated
+    weights [N, O, I, k, k] and run one grouped convolution. Kept as the baseline the
+    benchmarks compare against, and as an independent check in the tests."""
+    n = x.shape[0]
+    out_channels, in_channels, kh, kw = weight.shape
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
+    if demodulate:
+        w = w * (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, -1, 1, 1, 1)
+    x = x.reshape(1, -1, *x.shape[2:])  # [1, N*I, H, W]
+    w = w.reshape(-1, in_channels, kh, kw)  # [N*O, I, k, k]
+    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=n,
+                        flip_weight=flip_weight)
+    x = x.reshape(n, -1, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x

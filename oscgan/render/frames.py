@@ -18,6 +18,7 @@ class Frame:
         timestamp: ``time.perf_counter()`` seconds when the frame was published.
         render_ms: wall time of the render that produced it, in milliseconds.
         error: True when this frame repeats the last good picture because rendering failed.
+        params_version: version of the parameter snapshot the picture reflects (-1 = unknown).
     """
 
     rgba: np.ndarray
@@ -25,6 +26,7 @@ class Frame:
     timestamp: float
     render_ms: float = 0.0
     error: bool = False
+    params_version: int = -1
 
     def __post_init__(self) -> None:
         a = self.rgba

@@ -1,0 +1,112 @@
+"""Generator forward time at batch 1 on built-in models with realistic channel counts.
+
+Prints a table: for each model, our forward (mapping + synthesis) and, side by side in the same
+run, the baseline algorithm (per-sample modulated weights + grouped conv, the route NVIDIA's
+pure-PyTorch reference path takes; our implementation of it on the same weights). With
+``--nvidia-repo PATH`` (a checkout of NVlabs/stylegan3, not shipped with oscgan) NVIDIA's own
+modules are built from the same kwargs, loaded with our state dict and timed too.
+
+    python benchmarks/generator.py [--models sg2-256,sg2-512,sg3t-256,sg3t-512] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+from oscgan.tables import format_table
+from oscgan.devices import resolve_device
+from oscgan.models import ops
+from oscgan.models.builtin import build_builtin
+
+
+@contextlib.contextmanager
+def baseline_modconv() -> Iterator[None]:
+    """Swap every generator's modulated conv for the per-sample-weights baseline."""
+    import oscgan.models.stylegan2 as sg2
+
+    patched: list[tuple[object, str, object]] = [(sg2, "modulated_conv2d", sg2.modulated_conv2d)]
+    try:
+        import oscgan.models.stylegan3 as sg3
+
+        if hasattr(sg3, "modulated_conv2d"):
+            patched.append((sg3, "modulated_conv2d", sg3.modulated_conv2d))
+    except ImportError:
+        pass
+    for mod, name, _ in patched:
+        setattr(mod, name, ops.modulated_conv2d_per_sample)
+    try:
+        yield
+    finally:
+        for mod, name, orig in patched:
+            setattr(mod, name, orig)
+
+
+def time_ms(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], None]) -> float:
+    for _ in range(warmup):
+        fn()
+    sync()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def nvidia_generator(repo: str, G: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    sys.path.insert(0, repo)
+    if G.architecture == "stylegan2":
+        from training.networks_stylegan2 import Generator  # type: ignore[import-not-found]
+    else:
+        from training.networks_stylegan3 import Generator  # type: ignore[import-not-found]
+    N = Generator(**G.init_kwargs).eval().requires_grad_(False)
+    N.load_state_dict(G.state_dict())
+    return N.to(device)
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="sg2-256,sg2-512,sg3t-256,sg3t-512")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--nvidia-repo", default=None, help="path to a NVlabs/stylegan3 checkout (optional)")
+    args = ap.parse_args()
+    dev = resolve_device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    rows = []
+    for name in args.models.split(","):
+        G = build_builtin("builtin:" + name).to(dev)
+        z = torch.randn([1, G.z_dim], device=dev, generator=None)
+        ws = G.mapping(z, None)
+        ours_map = time_ms(lambda: G.mapping(z, None), args.runs, args.warmup, sync)
+        ours = time_ms(lambda: G.synthesis(ws), args.runs, args.warmup, sync)
+        with baseline_modconv():
+            base = time_ms(lambda: G.synthesis(ws), args.runs, args.warmup, sync)
+        row = [name, f"{ours_map:.2f}", f"{ours:.1f}", f"{base:.1f}", f"{base / ours:.2f}x"]
+        if args.nvidia_repo:
+            N = nvidia_generator(args.nvidia_repo, G, dev)
+            nv = time_ms(lambda: N.synthesis(ws, noise_mode="const", force_fp32=dev.type != "cuda"),
+                         args.runs, args.warmup, sync)
+            row += [f"{nv:.1f}", f"{nv / ours:.2f}x"]
+        rows.append(row)
+        print(f"done {name}", file=sys.stderr)
+    headers = ["model", "mapping ms", "synthesis ms", "baseline ms", "baseline/ours"]
+    if args.nvidia_repo:
+        headers += ["nvidia ms", "nvidia/ours"]
+    print(f"device {dev}, batch 1, median of {args.runs} runs after {args.warmup} warm-up, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(format_table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Wires config -> objects (model, registry, render loop, OSC, web) with a start / stop lifecycle."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from oscgan.config import DaemonConfig, parse_host_port
+from oscgan.devices import resolve_device
+from oscgan.models.loader import load_generator
+from oscgan.render.loop import RenderLoop
+from oscgan.render.renderer import Renderer
+from oscgan.signals.osc import OscSender, OscServer, OscTelemetry
+from oscgan.sinks.fanout import FrameFanout
+from oscgan.sinks.web import WebServer
+from oscgan.state.params import ModelInfo, ParamRegistry, UnknownParameter, ParamValueError, build_registry
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 1.0  # seconds between OSC status messages
+
+
+def model_info(G: Any) -> ModelInfo:
+    """What the parameter set needs from a generator."""
+    return ModelInfo(architecture=G.architecture, z_dim=G.z_dim, w_dim=G.w_dim, num_ws=G.num_ws,
+                     img_resolution=G.img_resolution,
+                     layer_resolutions=tuple(layer.resolution for layer in G.layers()))
+
+
+class Daemon:
+    """The running engine. ``start()`` brings everything up, ``stop()`` tears it down in reverse.
+
+    Attributes (valid after start): registry, loop, fanout, osc (OscServer), web (WebServer),
+    telemetry (OscTelemetry or None).
+    """
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.registry: ParamRegistry | None = None
+        self.loop: RenderLoop | None = None
+        self.fanout = FrameFanout()
+        self.osc: OscServer | None = None
+        self.web: WebServer | None = None
+        self.telemetry: OscTelemetry | None = None
+        self._sender: OscSender | None = None
+        self._status_stop = threading.Event()
+        self._status_thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self.model_name = config.model
+        self.device = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.config
+        t0 = time.perf_counter()
+        self.device = resolve_device(cfg.device)
+        G = load_generator(cfg.model, device=self.device)
+        info = model_info(G)
+        self.registry = build_registry(info)
+        self.registry.set("output.fps", cfg.fps, source="config")
+        self._apply_initial_params(cfg.params)
+        renderer = Renderer(G, self.device, out_size=tuple(cfg.size) if cfg.size else None, fit=cfg.fit)
+        self.loop = RenderLoop(self.registry, renderer, self.fanout, info)
+        try:
+            self.osc = OscServer(self.registry, host=cfg.osc.host, port=cfg.osc.port,
+                                 allow_from=cfg.osc.allow_from).start()
+            if cfg.osc.out:
+                host, port = parse_host_port(cfg.osc.out)
+                self._sender = OscSender(host, port)
+                self.telemetry = OscTelemetry(self.registry, self._sender)
+            self.web = WebServer(self.registry, self.fanout.latest, self.status, host=cfg.http.host,
+                                 port=cfg.http.port, osc_port=self.osc.address[1], zeroconf=cfg.http.zeroconf)
+            self.web.start()
+            self.loop.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._status_thread = threading.Thread(target=self._status_run, name="oscgan-status", daemon=True)
+        self._status_thread.start()
+        log.info("oscgan serving %s (%s, %dpx) on %s; OSC udp://%s:%d; web %s (started in %.1f s)",
+                 cfg.model, info.architecture, info.img_resolution, self.device, cfg.osc.host,
+                 self.osc.address[1], self.web.url, time.perf_counter() - t0)
+
+    def _apply_initial_params(self, params: dict[str, Any]) -> None:
+        assert self.registry is not None
+        for path, value in params.items():
+            try:
+                self.registry.set(path, value, source="config")
+            except (UnknownParameter, ParamValueError) as e:
+                raise ValueError(f"config params.{path}: {e}") from None
+
+    def stop(self) -> None:
+        """Stop everything this daemon started (idempotent)."""
+        self._status_stop.set()
+        if self._status_thread is not None:
+            self._status_thread.join(2)
+        for name, part in (("render loop", self.loop), ("web server", self.web), ("OSC input", self.osc)):
+            if part is None:
+                continue
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("stopping the %s failed", name)
+        if self.telemetry is not None:
+            self.telemetry.close()
+        if self._sender is not None:
+            self._sender.close()
+        self._stopped.set()
+
+    def run_until_signal(self) -> int:
+        """Start, serve until SIGINT/SIGTERM, stop; returns the exit code."""
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            self._stopped.set()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            self._stopped.wait()
+        finally:
+            self.stop()
+            for s, h in old.items():
+                signal.signal(s, h)
+        return 0
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """JSON-able engine status for /health and OSC telemetry."""
+        st = self.loop.stats if self.loop else None
+        osc = self.osc.stats if self.osc else None
+        return {
+            "ok": bool(self.loop and self.loop.running),
+            "model": self.model_name,
+            "device": str(self.device),
+            "fps": round(st.fps, 2) if st else 0.0,
+            "target_fps": float(self.registry.get("output.fps")) if self.registry else None,
+            "render_ms": round(st.render_ms, 2) if st else 0.0,
+            "frames": st.frames if st else 0,
+            "renders": st.renders if st else 0,
+            "errors": st.errors if st else 0,
+            "last_error": st.last_error if st else None,
+            "late_frames": st.late_frames if st else 0,
+            "dropped": sum(self.fanout.dropped().values()),
+            "uptime_s": round(time.time() - st.started, 1) if st else 0.0,
+            "osc": dataclasses.asdict(osc) if osc is not None else None,
+        }
+
+    def _status_run(self) -> None:
+        while not self._status_stop.wait(STATUS_INTERVAL):
+            if self.telemetry is None or self.loop is None:
+                continue
+            st = self.loop.stats
+            try:
+                self.telemetry.send_status(st.fps, st.render_ms, sum(self.fanout.dropped().values()), st.errors)
+            except Exception:  # noqa: BLE001
+                log.debug("status send failed", exc_info=True)
