@@ -72,7 +72,7 @@ def _load_pickle(path: Path, which: str) -> nn.Module:
     if which not in ("G_ema", "G"):
         raise ModelLoadError(path, f"which={which!r} is not a generator; use G_ema or G")
     net = read_network_pickle(path, which=(which,))
-    record = net.records.get(which)
+    record = net.networks.get(which)
     if record is None:
         raise ModelLoadError(path, f"the file holds no {which!r} network",
                              "is this a network snapshot (network-snapshot-*.pkl)?")

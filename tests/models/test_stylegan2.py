@@ -59,7 +59,7 @@ def test_state_dict_names_equal_the_file(sg2):
     from oscgan.models.pickle_reader import read_network_pickle
 
     G, _ = sg2
-    record = read_network_pickle(FIXTURES / "sg2_64.pkl").records["G_ema"]
+    record = read_network_pickle(FIXTURES / "sg2_64.pkl")["G_ema"]
     assert set(G.state_dict()) == set(record.state_dict())
 
 
