@@ -51,6 +51,8 @@ class DaemonConfig(_Strict):
     fps: float = Field(30.0, gt=0, le=240, description="target frame rate")
     size: tuple[int, int] | None = Field(None, description="output [width, height]; default: native")
     fit: Literal["stretch", "letterbox"] = "stretch"
+    threads: int | None = Field(None, ge=1, le=256, description="CPU threads for rendering on the CPU "
+                                "(default: all cores but one, left for OSC, web and outputs)")
     osc: OscConfig = Field(default_factory=OscConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     params: dict[str, Any] = Field(default_factory=dict, description="initial parameter values by path")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 import time
 from typing import Any
+
+import torch
 
 from oscgan.config import DaemonConfig, parse_host_port
 from oscgan.devices import resolve_device
@@ -58,6 +61,10 @@ class Daemon:
         cfg = self.config
         t0 = time.perf_counter()
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            # Leave a core for the OSC, web and output threads: oversubscribed OpenMP threads
+            # spin against them and the frame time can grow several-fold.
+            torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 2) - 1))
         G = load_generator(cfg.model, device=self.device)
         info = model_info(G)
         self.registry = build_registry(info)

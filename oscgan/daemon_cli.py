@@ -19,6 +19,7 @@ def add_serve_parser(sub: Any) -> None:
     s.add_argument("--fps", type=float, default=None, help="target frame rate (default 30)")
     s.add_argument("--size", type=parse_size, default=None, help="output WxH (default: the model's)")
     s.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+    s.add_argument("--threads", type=int, default=None, help="CPU render threads (default: cores - 1)")
     s.add_argument("--osc-port", type=int, default=None, help="UDP port for OSC input (default 9000)")
     s.add_argument("--osc-host", default=None, help="interface for OSC input (default 127.0.0.1)")
     s.add_argument("--osc-allow", action="append", default=None, metavar="IP[/NET]",
@@ -33,7 +34,8 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     """The config file (or defaults) with every given flag applied on top."""
     cfg = load_daemon_config(args.config) if args.config else DaemonConfig()
     data = cfg.model_dump()
-    top = {"model": args.model, "fps": args.fps, "size": args.size, "device": args.device}
+    top = {"model": args.model, "fps": args.fps, "size": args.size, "device": args.device,
+           "threads": args.threads}
     data.update({k: v for k, v in top.items() if v is not None})
     osc = {"port": args.osc_port, "host": args.osc_host, "allow_from": args.osc_allow, "out": args.osc_out}
     data["osc"].update({k: v for k, v in osc.items() if v is not None})
