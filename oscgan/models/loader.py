@@ -54,7 +54,8 @@ def load_generator(path: str | Path, which: str = "G_ema", device: str | torch.d
     else:
         p = Path(path)
         if not p.is_file():
-            raise ModelLoadError(p, "file not found" if not p.exists() else "not a regular file")
+            raise ModelLoadError(p, "file not found" if not p.exists() else "not a regular file",
+                                 "check the path")
         suffix = p.suffix.lower()
         if suffix == ".safetensors":
             G = _load_safetensors(p)
@@ -70,7 +71,7 @@ def _load_pickle(path: Path, which: str) -> nn.Module:
     from oscgan.models.pickle_reader import read_network_pickle
 
     if which not in ("G_ema", "G"):
-        raise ModelLoadError(path, f"which={which!r} is not a generator; use G_ema or G")
+        raise ModelLoadError(path, f"which={which!r} is not a generator", "use G_ema or G")
     net = read_network_pickle(path, which=(which,))
     record = net.networks.get(which)
     if record is None:

@@ -10,7 +10,8 @@ def images_to_rgba(img: torch.Tensor, size: tuple[int, int] | None = None,
                    fit: str = "stretch") -> torch.Tensor:
     """img [N, C, H, W] float -> [N, H', W', 4] uint8 on the same device.
 
-    C = 1 is grey, C = 3 RGB (opaque alpha), C = 4 RGBA; other counts use the first three.
+    C = 1 is grey, C = 2 grey + alpha, C = 3 RGB (opaque alpha), C = 4 RGBA; more channels
+    use the first three as RGB.
     Values map as ``x * 127.5 + 128`` clamped to 0..255, as NVIDIA's tools save images.
     ``size`` = (width, height); ``fit`` = 'stretch' (fill) or 'letterbox' (keep aspect, black bars).
     """
@@ -21,9 +22,9 @@ def images_to_rgba(img: torch.Tensor, size: tuple[int, int] | None = None,
     if size is not None and (size[0] != w or size[1] != h):
         img = _resize(img, size, fit)
     x = (img * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-    if c == 1:
-        rgb = x.expand(-1, 3, -1, -1)
-        alpha = None
+    if c <= 2:
+        rgb = x[:, :1].expand(-1, 3, -1, -1)
+        alpha = x[:, 1:2] if c == 2 else None
     elif c == 4:
         rgb, alpha = x[:, :3], x[:, 3:4]
     else:

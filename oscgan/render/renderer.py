@@ -200,6 +200,7 @@ class Renderer:
     def _set_sg3_corruption(self, args: RenderArgs) -> None:
         if args.const_corruption <= 0:
             self._corruption = torch.zeros(0)
+            self._const_key = None  # so turning the same corruption back on rebuilds it
             return
         key = (args.const_corruption, args.const_seed)
         if self._const_key != key:
