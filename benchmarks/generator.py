@@ -28,10 +28,14 @@ from oscgan.models.builtin import build_builtin
 
 @contextlib.contextmanager
 def baseline_modconv() -> Iterator[None]:
-    """Swap every generator's modulated conv for the per-sample-weights baseline."""
+    """Run the textbook formulation: per-sample modulated weights + grouped conv, separate
+    bias/activation passes, contiguous (NCHW) activations, i.e. NVIDIA's reference route."""
     import oscgan.models.stylegan2 as sg2
 
-    patched: list[tuple[object, str, object]] = [(sg2, "modulated_conv2d", sg2.modulated_conv2d)]
+    patched: list[tuple[object, str, object]] = [
+        (sg2, "modulated_conv2d", sg2.modulated_conv2d),
+        (sg2, "fast_paths_enabled", sg2.fast_paths_enabled),
+    ]
     try:
         import oscgan.models.stylegan3 as sg3
 
@@ -39,8 +43,10 @@ def baseline_modconv() -> Iterator[None]:
             patched.append((sg3, "modulated_conv2d", sg3.modulated_conv2d))
     except ImportError:
         pass
+    replacements = {"modulated_conv2d": ops.modulated_conv2d_per_sample,
+                    "fast_paths_enabled": lambda: False}
     for mod, name, _ in patched:
-        setattr(mod, name, ops.modulated_conv2d_per_sample)
+        setattr(mod, name, replacements[name])
     try:
         yield
     finally:

@@ -312,6 +312,45 @@ def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> to
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
+def modulated_conv2d_raw(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+    weight_sq: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The convolution of a modulated conv, before demodulation: (y [N, O, H', W'], dcoefs [N, O] or None).
+
+    ``y * dcoefs`` is the demodulated result. Returning them apart lets the caller fold the
+    demodulation into one in-place epilogue with bias, noise and activation.
+    """
+    n = x.shape[0]
+    out_channels, in_channels, kh, kw = weight.shape
+    if styles.shape != (n, in_channels):
+        raise ValueError(f"styles must be [{n}, {in_channels}], got {tuple(styles.shape)}")
+    if x.dtype == torch.float16 and demodulate:
+        # Pre-normalise to keep fp16 in range; demodulation removes the scale again.
+        weight = weight * (
+            1 / math.sqrt(in_channels * kh * kw)
+            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+        )
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        weight_sq = None
+    x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+    y = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding,
+                        flip_weight=flip_weight)
+    if not demodulate:
+        return y, None
+    if weight_sq is None:
+        weight_sq = weight.float().square().sum(dim=[2, 3])  # [O, I]
+    dcoefs = (styles.float().square() @ weight_sq.t() + 1e-8).rsqrt()  # [N, O]
+    return y, dcoefs
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -340,30 +379,43 @@ def modulated_conv2d(
         [N, O, H', W'].
     """
     n = x.shape[0]
-    out_channels, in_channels, kh, kw = weight.shape
-    if styles.shape != (n, in_channels):
-        raise ValueError(f"styles must be [{n}, {in_channels}], got {tuple(styles.shape)}")
-
-    if x.dtype == torch.float16 and demodulate:
-        # Pre-normalise to keep fp16 in range; demodulation removes the scale again.
-        weight = weight * (
-            1 / math.sqrt(in_channels * kh * kw)
-            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
-        )
-        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
-        weight_sq = None
-
-    x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-    x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding,
-                        flip_weight=flip_weight)
-    if demodulate:
-        if weight_sq is None:
-            weight_sq = weight.float().square().sum(dim=[2, 3])  # [O, I]
-        dcoefs = (styles.float().square() @ weight_sq.t() + 1e-8).rsqrt()  # [N, O]
-        x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+    y, dcoefs = modulated_conv2d_raw(x, weight, styles, up=up, padding=padding,
+                                     resample_filter=resample_filter, demodulate=demodulate,
+                                     flip_weight=flip_weight, weight_sq=weight_sq)
+    if dcoefs is not None:
+        y = y * dcoefs.to(y.dtype).reshape(n, -1, 1, 1)
     if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+        y = y + noise.to(y.dtype)
+    return y
+
+
+def demod_bias_lrelu_(
+    y: torch.Tensor,
+    dcoefs: torch.Tensor,
+    noise: torch.Tensor | None,
+    bias: torch.Tensor,
+    gain: float,
+    clamp: float | None,
+    slope: float = LRELU_SLOPE,
+) -> torch.Tensor:
+    """In place: ``clamp(lrelu(y * dcoefs + noise + bias) * gain)`` for y [N, O, H, W].
+
+    Leaky ReLU is positively homogeneous (lrelu(g*v) = g*lrelu(v) for g > 0), so the gain is
+    folded into the coefficients, noise and bias: four passes over y instead of six, and no
+    temporaries. Only for inference (y must be a fresh tensor nobody else holds).
+    """
+    if gain <= 0:
+        raise ValueError(f"gain must be positive, got {gain}")
+    n = y.shape[0]
+    y.mul_((dcoefs * gain).to(y.dtype).reshape(n, -1, 1, 1))
+    shift = (bias * gain).to(y.dtype).reshape(-1, 1, 1)  # [O, 1, 1]
+    if noise is not None:
+        shift = shift + (noise * gain).to(y.dtype)  # [O, H, W] or [N, O|1, H, W]
+    y.add_(shift)
+    F.leaky_relu_(y, slope)
+    if clamp is not None and clamp >= 0:
+        y.clamp_(-clamp, clamp)
+    return y
 
 
 def modulated_conv2d_per_sample(

@@ -18,7 +18,9 @@ from oscgan.models.ops import (
     activation_gain,
     bias_act,
     conv2d_resample,
+    demod_bias_lrelu_,
     modulated_conv2d,
+    modulated_conv2d_raw,
     normalize_2nd_moment,
     setup_filter,
     upsample2d,
@@ -33,6 +35,15 @@ ARCHITECTURES = ("orig", "skip", "resnet")
 def _is_half_ok(device: torch.device, force_fp32: bool) -> bool:
     """Run fp16 layers in float16 only on CUDA; CPUs get float32 (fp16 conv is slow there)."""
     return device.type == "cuda" and not force_fp32
+
+
+def fast_paths_enabled() -> bool:
+    """Whether inference may use the fused in-place epilogue and channels-last activations.
+
+    True whenever autograd is off (``torch.no_grad`` / ``inference_mode``). The benchmarks
+    patch this to time the plain formulation side by side.
+    """
+    return not torch.is_grad_enabled()
 
 
 class MappingNetwork(nn.Module):
@@ -204,12 +215,17 @@ class SynthesisLayer(nn.Module):
                 noise = self.noise_const * self.noise_strength  # [R, R]
             if noise_strength != 1:
                 noise = noise * noise_strength
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        weight_sq = self.weight_sq() if x.dtype == torch.float32 else None
+        if self.activation == "lrelu" and fast_paths_enabled():
+            y, dcoefs = modulated_conv2d_raw(x, self.weight, styles, up=self.up, padding=self.padding,
+                                             resample_filter=self.resample_filter,
+                                             flip_weight=(self.up == 1), weight_sq=weight_sq)
+            return demod_bias_lrelu_(y, dcoefs, noise, self.bias, self.act_gain * gain, act_clamp)
         x = modulated_conv2d(
             x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-            weight_sq=self.weight_sq() if x.dtype == torch.float32 else None,
+            resample_filter=self.resample_filter, flip_weight=(self.up == 1), weight_sq=weight_sq,
         )
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation,
                         gain=self.act_gain * gain, clamp=act_clamp)
 
@@ -386,6 +402,9 @@ class SynthesisBlock(nn.Module):
             c = self.const if const is None else const
             x = c.to(dtype)
             x = x.unsqueeze(0).repeat([n, 1, 1, 1]) if x.ndim == 3 else x  # [N, O, R, R]
+            if fast_paths_enabled():
+                # oneDNN (CPU) and cuDNN (fp16) convolve NHWC faster; later layers keep the format.
+                x = x.contiguous(memory_format=torch.channels_last)
             x = self.conv1(x, next(w_iter), **layer_kw)
         elif self.architecture == "resnet":
             x = x.to(dtype)

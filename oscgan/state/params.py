@@ -473,9 +473,9 @@ class ModelInfo:
         w_dim: length of one intermediate latent w.
         num_ws: number of w vectors the synthesis network takes (one per style input).
         img_resolution: output width and height in pixels.
-        layer_resolutions: resolution of each w index, ``num_ws`` entries. For StyleGAN3 give each
-            layer's sampling rate (16, 16, 32, ..., img_resolution), not its padded size, so that the
-            coarse / middle / fine split means the same as for StyleGAN2.
+        layer_resolutions: resolution of each w index, ``num_ws`` entries, as ``G.layers()`` gives
+            them. For StyleGAN3 that is each layer's band limit in pixels (2 x cutoff: 4, 4, 5, 6,
+            ..., img_resolution), so the coarse / middle / fine split means the same as for StyleGAN2.
     """
 
     architecture: Literal["stylegan2", "stylegan3"]
