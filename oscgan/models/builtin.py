@@ -9,8 +9,12 @@ would have tracked it, so the truncation trick pulls towards a real average pict
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +24,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "builtin:"
 CALIBRATION_SEED = 20261122
+# Bump when initialisation or calibration changes, so cached weights are rebuilt.
+BUILD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -86,21 +92,77 @@ def _generator_class(architecture: str) -> type[nn.Module]:
     return Generator
 
 
+def cache_dir() -> Path | None:
+    """Where calibrated built-ins are kept (``OSCGAN_CACHE_DIR``, else ~/.cache/oscgan); None = off."""
+    env = os.environ.get("OSCGAN_CACHE_DIR")
+    if env is not None:
+        return Path(env) if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "oscgan"
+
+
+def _cache_path(spec: BuiltinSpec) -> Path | None:
+    root = cache_dir()
+    if root is None:
+        return None
+    key = json.dumps([spec.name, spec.architecture, spec.init_kwargs, spec.seed, BUILD_VERSION,
+                      CALIBRATION_SEED], sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return root / f"builtin-{spec.name}-{digest}.safetensors"
+
+
 @torch.no_grad()
-def build_builtin(model: str = PREFIX + DEFAULT_BUILTIN) -> nn.Module:
-    """Create and calibrate built-in model ``model`` on the CPU (identical on every machine)."""
+def build_builtin(model: str = PREFIX + DEFAULT_BUILTIN, use_cache: bool = True) -> nn.Module:
+    """Built-in model ``model``: identical on every machine.
+
+    Creating and calibrating takes seconds, so the result is cached in oscgan's safetensors
+    format (weights only, nothing executable) and reused when its key matches.
+    """
     spec = builtin_spec(model)
     cls = _generator_class(spec.architecture)
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(spec.seed)
-        G = cls(**spec.init_kwargs).eval()
-    finally:
-        torch.random.set_rng_state(state)
-    _calibrate(G, spec)
+    path = _cache_path(spec) if use_cache else None
+    G = None
+    if path is not None and path.is_file():
+        G = _load_cached(cls, spec, path)
+    if G is None:
+        state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(spec.seed)
+            G = cls(**spec.init_kwargs).eval()
+        finally:
+            torch.random.set_rng_state(state)
+        _calibrate(G, spec)
+        if path is not None:
+            _save_cached(G, path)
     G.requires_grad_(False)
     G.builtin_name = PREFIX + spec.name
     return G
+
+
+def _load_cached(cls: type[nn.Module], spec: BuiltinSpec, path: Path) -> nn.Module | None:
+    from oscgan.models.errors import ModelLoadError
+    from oscgan.models.safetensors_io import read_generator_safetensors
+
+    try:
+        arch, kwargs, state = read_generator_safetensors(path)
+        G = cls(**kwargs).eval()
+        G.load_state_dict(state, strict=True)
+        if arch != spec.architecture:
+            raise ValueError("architecture mismatch")
+        return G
+    except (ModelLoadError, ValueError, RuntimeError, TypeError, KeyError) as e:
+        log.warning("ignoring cached built-in %s (%s); rebuilding", path, e)
+        return None
+
+
+def _save_cached(G: nn.Module, path: Path) -> None:
+    from oscgan.models.safetensors_io import save_generator_safetensors
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_generator_safetensors(G.state_dict(), G.architecture, G.init_kwargs, path)
+    except OSError as e:  # a read-only home only costs start-up time
+        log.info("could not cache built-in model at %s: %s", path, e)
 
 
 def _calibration_inputs(G: nn.Module, n: int) -> torch.Tensor:
@@ -122,14 +184,14 @@ _OUTPUT_STD = 0.55
 
 def _calibrate(G: nn.Module, spec: BuiltinSpec) -> None:
     _set_w_avg(G)
-    ws = G.mapping(_calibration_inputs(G, 2), None)
     if spec.architecture == "stylegan2":
-        _calibrate_sg2(G, ws)
+        _calibrate_sg2(G, G.mapping(_calibration_inputs(G, 2), None))
     else:
-        _calibrate_sg3(G, ws)
+        _calibrate_sg3(G)
 
 
 def _calibrate_sg2(G: nn.Module, ws: torch.Tensor) -> None:
+    """Noise strengths and per-block toRGB contributions following the profiles above."""
     from oscgan.models.stylegan2 import ToRGBLayer
 
     blocks = G.synthesis.blocks()
@@ -157,10 +219,38 @@ def _calibrate_sg2(G: nn.Module, ws: torch.Tensor) -> None:
     _normalise_output(G, ws, G.synthesis.blocks()[-1].torgb)
 
 
-def _calibrate_sg3(G: nn.Module, ws: torch.Tensor) -> None:
+def _calibrate_sg3(G: nn.Module) -> None:
+    """Whiten the colour channels, then centre them on grey with a lively contrast.
+
+    R, G and B of a random network are strongly correlated (every picture one hue). toRGB is
+    linear per pixel, so left-multiplying its weight by Sigma^-1/2 (Sigma = colour covariance
+    over several seeds at the default truncation) decorrelates the channels: hues vary freely.
+    One full forward captures the last layer's inputs; the rest only re-runs that 1x1 layer.
+    """
     last = getattr(G.synthesis, G.synthesis.layer_names[-1])
-    last.bias.zero_()
-    _normalise_output(G, ws, last)
+    captured: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handle = last.register_forward_pre_hook(lambda m, args: captured.append((args[0], args[1])))
+    try:
+        G.synthesis(G.mapping(_calibration_inputs(G, 4), None, truncation_psi=0.7))
+    finally:
+        handle.remove()
+    x, w_last = captured[0]
+    scale = float(G.synthesis.output_scale)
+
+    def colours(bias: float | None = None) -> torch.Tensor:  # [3, P] as the picture will show them
+        last.bias.zero_() if bias is None else last.bias.fill_(bias)
+        out = last(x, w_last) * scale  # [N, 3, H, W]
+        return out.permute(1, 0, 2, 3).reshape(out.shape[1], -1).double()
+
+    pix = colours(0.0)
+    cov = torch.cov(pix) + 1e-8 * torch.eye(pix.shape[0], dtype=pix.dtype)
+    evals, evecs = torch.linalg.eigh(cov)
+    whiten = evecs @ torch.diag(evals.clamp_min(1e-12).rsqrt()) @ evecs.T * _OUTPUT_STD  # [3, 3]
+    w = last.weight.double()
+    last.weight.copy_((whiten @ w.reshape(w.shape[0], -1)).reshape(w.shape).to(last.weight.dtype))
+    mean = colours(0.0).mean(dim=1)
+    per_unit_bias = colours(1.0).mean(dim=1) - mean  # effect of +1 bias on each channel
+    last.bias.copy_((-mean / per_unit_bias.clamp_min(1e-6)).to(last.bias.dtype))
 
 
 def _normalise_output(G: nn.Module, ws: torch.Tensor, last: nn.Module) -> None:

@@ -195,7 +195,8 @@ class Renderer:
     def _corrupt_input(self, module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor | None:
         if self._corruption.numel() == 0:
             return None
-        return output + self._corruption.to(output.device, output.dtype)
+        # Relative to the features' own magnitude, so 1 means "as much noise as signal".
+        return output + self._corruption.to(output.device, output.dtype) * output.std()
 
     def _set_sg3_corruption(self, args: RenderArgs) -> None:
         if args.const_corruption <= 0:
@@ -206,8 +207,7 @@ class Renderer:
         if self._const_key != key:
             inp = self.G.synthesis.input
             shape = (1, inp.channels, int(inp.size[1]), int(inp.size[0]))
-            # Input features have unit amplitude sinusoids times a 1/sqrt(C) weight: scale alike.
-            self._corruption = self._noise(shape, args.const_seed) * (args.const_corruption / math.sqrt(inp.channels))
+            self._corruption = self._noise(shape, args.const_seed) * args.const_corruption
             self._const_key = key
 
     # -- render ----------------------------------------------------------------------------
