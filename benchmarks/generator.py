@@ -67,6 +67,28 @@ def time_ms(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[],
     return statistics.median(samples)
 
 
+def time_interleaved(fns: list[Callable[[], object]], runs: int, warmup: int,
+                     sync: Callable[[], None]) -> list[float]:
+    """Median ms of each function, timed in alternation so load changes hit all of them alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            samples[i].append((time.perf_counter() - t0) * 1000)
+    return [statistics.median(s) for s in samples]
+
+
+def run_baseline(G: torch.nn.Module, ws: torch.Tensor) -> torch.Tensor:
+    with baseline_modconv():
+        return G.synthesis(ws)
+
+
 def nvidia_generator(repo: str, G: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     sys.path.insert(0, repo)
     if G.architecture == "stylegan2":
@@ -86,7 +108,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--nvidia-repo", default=None, help="path to a NVlabs/stylegan3 checkout (optional)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     rows = []
@@ -95,18 +120,29 @@ def main() -> None:
         z = torch.randn([1, G.z_dim], device=dev, generator=None)
         ws = G.mapping(z, None)
         ours_map = time_ms(lambda: G.mapping(z, None), args.runs, args.warmup, sync)
-        ours = time_ms(lambda: G.synthesis(ws), args.runs, args.warmup, sync)
-        with baseline_modconv():
-            base = time_ms(lambda: G.synthesis(ws), args.runs, args.warmup, sync)
-        row = [name, f"{ours_map:.2f}", f"{ours:.1f}", f"{base:.1f}", f"{base / ours:.2f}x"]
+        fns: list[Callable[[], object]] = [lambda: G.synthesis(ws)]
+        if G.architecture == "stylegan2":  # the baseline swaps StyleGAN2's modulated conv
+            diff = (run_baseline(G, ws) - G.synthesis(ws)).abs().max().item()
+            assert diff < 1e-3, f"baseline disagrees with ours ({diff})"
+            fns.append(lambda: run_baseline(G, ws))
         if args.nvidia_repo:
             N = nvidia_generator(args.nvidia_repo, G, dev)
-            nv = time_ms(lambda: N.synthesis(ws, noise_mode="const", force_fp32=dev.type != "cuda"),
-                         args.runs, args.warmup, sync)
-            row += [f"{nv:.1f}", f"{nv / ours:.2f}x"]
+            fns.append(lambda: N.synthesis(ws, noise_mode="const", force_fp32=dev.type != "cuda"))
+        times = time_interleaved(fns, args.runs, args.warmup, sync)
+        ours = times[0]
+        row = [name, f"{ours_map:.2f}", f"{ours:.1f}"]
+        if G.architecture == "stylegan2":
+            row += [f"{times[1]:.1f}", f"{times[1] / ours:.2f}x"]
+        else:
+            row += ["-", "-"]
+        if args.nvidia_repo:
+            row += [f"{times[-1]:.1f}", f"{times[-1] / ours:.2f}x"]
         rows.append(row)
         print(f"done {name}", file=sys.stderr)
     headers = ["model", "mapping ms", "synthesis ms", "baseline ms", "baseline/ours"]
+    # baseline = per-sample modulated weights + grouped conv, separate bias/activation passes,
+    # NCHW: the route NVIDIA's reference path takes (StyleGAN2 only; for NVIDIA's own modules,
+    # StyleGAN3 included, pass --nvidia-repo).
     if args.nvidia_repo:
         headers += ["nvidia ms", "nvidia/ours"]
     print(f"device {dev}, batch 1, median of {args.runs} runs after {args.warmup} warm-up, "
