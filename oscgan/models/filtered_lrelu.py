@@ -9,30 +9,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from oscgan.models.ops import filter_size, parse_padding
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["filtered_lrelu", "fir_upsample", "fir_downsample"]
-
-
-def _parse_padding(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
-    """Padding as (x0, x1, y0, y1) from an int, (x, y) or (x0, x1, y0, y1)."""
-    if isinstance(padding, int):
-        return padding, padding, padding, padding
-    p = [int(v) for v in padding]
-    if len(p) == 2:
-        return p[0], p[0], p[1], p[1]
-    if len(p) == 4:
-        return p[0], p[1], p[2], p[3]
-    raise ValueError(f"padding must be an int, (x, y) or (x0, x1, y0, y1), got {padding!r}")
-
-
-def _taps(f: torch.Tensor | None) -> tuple[int, int]:
-    """(width, height) of a FIR filter: None = 1 tap, [k] = separable k x k, [kh, kw] = 2D."""
-    if f is None:
-        return 1, 1
-    if f.ndim == 1:
-        return f.shape[0], f.shape[0]
-    return f.shape[1], f.shape[0]
 
 
 def _check_filter(f: torch.Tensor | None, what: str) -> None:
@@ -70,7 +51,7 @@ def fir_upsample(
     _check_filter(f, "f")
     if up < 1:
         raise ValueError(f"up must be >= 1, got {up}")
-    x, extra_w, extra_h = _upsample_loose(x, f, up, _parse_padding(padding), gain, flip_filter)
+    x, extra_w, extra_h = _upsample_loose(x, f, up, parse_padding(padding), gain, flip_filter)
     if extra_w or extra_h:
         x = x[:, :, : x.shape[2] - extra_h, : x.shape[3] - extra_w]
     return x
@@ -231,10 +212,10 @@ def filtered_lrelu(
         raise ValueError(f"up and down must be integers >= 1, got up={up!r} down={down!r}")
     if not gain > 0 or not slope >= 0 or (clamp is not None and not clamp >= 0):
         raise ValueError(f"need gain > 0, slope >= 0, clamp None or >= 0 (got {gain}, {slope}, {clamp})")
-    px0, px1, py0, py1 = _parse_padding(padding)
+    px0, px1, py0, py1 = parse_padding(padding)
     n, c, h, w = x.shape
-    fu_w, fu_h = _taps(fu)
-    fd_w, fd_h = _taps(fd)
+    fu_w, fu_h = filter_size(fu)
+    fd_w, fd_h = filter_size(fd)
     out_w = (w * up + px0 + px1 - (fu_w - 1) - (fd_w - 1) + (down - 1)) // down
     out_h = (h * up + py0 + py1 - (fu_h - 1) - (fd_h - 1) + (down - 1)) // down
 

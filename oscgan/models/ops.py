@@ -122,7 +122,7 @@ def setup_filter(
     return f
 
 
-def _parse_padding(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
+def parse_padding(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
     """Padding as (x0, x1, y0, y1) from an int, (x, y) or (x0, x1, y0, y1)."""
     if isinstance(padding, int):
         return padding, padding, padding, padding
@@ -176,7 +176,7 @@ def upfirdn2d(
     n, c, h, w = x.shape
     upx, upy = _parse_scaling(up)
     downx, downy = _parse_scaling(down)
-    px0, px1, py0, py1 = _parse_padding(padding)
+    px0, px1, py0, py1 = parse_padding(padding)
 
     if upx > 1 or upy > 1:
         # Zero insertion: put each pixel in the top-left of an up x up cell.
@@ -210,7 +210,7 @@ def upsample2d(
 ) -> torch.Tensor:
     """Upsample by ``up`` with FIR filter ``f``; the output is exactly ``up`` times larger."""
     upx, upy = _parse_scaling(up)
-    px0, px1, py0, py1 = _parse_padding(padding)
+    px0, px1, py0, py1 = parse_padding(padding)
     fw, fh = filter_size(f)
     p = [
         px0 + (fw + upx - 1) // 2,
@@ -244,7 +244,7 @@ def conv2d_resample(
     """
     out_channels, in_per_group, kh, kw = w.shape
     fw, fh = filter_size(f)
-    px0, px1, py0, py1 = _parse_padding(padding)
+    px0, px1, py0, py1 = parse_padding(padding)
     # The FIR filter's own support adds to the padding.
     if up > 1:
         px0 += (fw + up - 1) // 2
