@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,midi,ndi,stream,webcam,record]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -26,7 +26,8 @@ venv: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/oscgan serve --model $(MODEL) $(ARGS)
 
-# Browser tests need Chromium; install it when we may (root or passwordless sudo).
+# Browser tests need Chromium, MIDI tests a JACK server (jackd2); installed when we may
+# (root or passwordless sudo).
 system-deps:
 	@sh scripts/system-deps.sh
 

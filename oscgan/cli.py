@@ -93,9 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=int, default=3)
     s.add_argument("--which", default="G_ema")
 
+    s = sub.add_parser("replay", help="re-render a recorded control session (--record-control) to video",
+                       description="Re-render a performance recorded with `serve --record-control`, "
+                       "frame-exact at the recorded fps (or re-timed to --fps), at any output size.")
+    s.add_argument("session", type=Path, help="session .jsonl file")
+    s.add_argument("--out", type=Path, required=True,
+                   help="video file (.mp4, .mkv, .mov) or a folder for lossless PNG frames")
+    s.add_argument("--model", default=None, help="model (default: the one named in the session)")
+    s.add_argument("--size", type=parse_size, default=None, help="output WxH (default: as recorded)")
+    s.add_argument("--fit", choices=["stretch", "letterbox"], default=None, help="when --size changes the aspect")
+    s.add_argument("--fps", type=float, default=None, help="frame rate (default: as recorded; "
+                   "another rate re-times the performance)")
+    s.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: best available)")
+    s.add_argument("--crf", type=int, default=16, help="H.264 quality, 0 (lossless) .. 51 (default 16)")
+    s.add_argument("--preset", default="medium", help="x264 preset (default medium)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--which", default="G_ema")
+
+    s = sub.add_parser("schema", help="write the JSON Schema of mapping files (or of the daemon config)",
+                       description="JSON Schema for editor completion and checking: point a YAML file at it "
+                       "with a first line '# yaml-language-server: $schema=PATH'.")
+    s.add_argument("--out", type=Path, default=None, help="write to this file (default: print)")
+    s.add_argument("--daemon", action="store_true", help="the daemon config (--config) instead of mapping files")
+
     from oscgan.daemon_cli import add_serve_parser
+    from oscgan.midi_cli import add_midi_parser
 
     add_serve_parser(sub)
+    add_midi_parser(sub)
     return p
 
 
@@ -133,6 +158,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             from oscgan.daemon_cli import run_serve
 
             return run_serve(args)
+        elif args.command == "midi":
+            from oscgan.midi_cli import run_midi
+
+            return run_midi(args)
+        elif args.command == "schema":
+            from oscgan.mapping.schema import schema_text
+
+            text = schema_text(daemon=args.daemon)
+            if args.out is None:
+                print(text, end="")
+            else:
+                args.out.write_text(text, encoding="utf-8")
+                print(f"wrote {args.out}")
+        elif args.command == "replay":
+            from oscgan.render.replay import replay
+
+            # A bad session file raises SessionError (a ValueError naming file and line).
+            result = replay(args.session, args.out, model=args.model, size=args.size, fps=args.fps,
+                            fit=args.fit, device=args.device, crf=args.crf, preset=args.preset,
+                            progress=not args.no_progress, which=args.which)
+            print(result.summary())
     except (ModelLoadError, ConfigError, DeviceError, KeyError, ValueError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"oscgan {args.command}: error: {msg}", file=sys.stderr)

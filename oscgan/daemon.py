@@ -14,11 +14,15 @@ import torch
 
 from oscgan.config import DaemonConfig, parse_host_port
 from oscgan.devices import resolve_device
+from oscgan.mapping.service import MappingService
 from oscgan.models.loader import load_generator
 from oscgan.render.loop import RenderLoop
 from oscgan.render.renderer import Renderer
-from oscgan.signals.osc import OscSender, OscServer, OscTelemetry
+from oscgan.signals.bus import SignalBus
+from oscgan.signals.osc import STATUS_PREFIX, OscSender, OscServer, OscTelemetry
+from oscgan.sinks.base import SinkManager
 from oscgan.sinks.fanout import FrameFanout
+from oscgan.sinks.registry import SinkContext, create_sink
 from oscgan.sinks.web import WebServer
 from oscgan.state.params import ModelInfo, ParamRegistry, UnknownParameter, ParamValueError, build_registry
 
@@ -50,6 +54,11 @@ class Daemon:
         self.web: WebServer | None = None
         self.telemetry: OscTelemetry | None = None
         self._sender: OscSender | None = None
+        self.sinks: SinkManager | None = None
+        self.control_recorder: Any = None  # render.session.ControlRecorder with --record-control
+        self.bus = SignalBus()  # inputs (MIDI, ...) write raw events here; mappings read them per frame
+        self.midi: Any = None  # signals.midi.MidiInput when MIDI inputs are configured
+        self.mapping: MappingService | None = None  # mapping files, presets, learn
         self._status_stop = threading.Event()
         self._status_thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -60,6 +69,10 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         t0 = time.perf_counter()
+        if cfg.midi.enabled:
+            from oscgan.signals.midi import check_available
+
+            check_available(cfg.midi.api)  # missing packages fail now, not after loading the model
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             # Leave a core for the OSC, web and output threads: oversubscribed OpenMP threads
@@ -71,16 +84,28 @@ class Daemon:
         self.registry.set("output.fps", cfg.fps, source="config")
         self._apply_initial_params(cfg.params)
         renderer = Renderer(G, self.device, out_size=tuple(cfg.size) if cfg.size else None, fit=cfg.fit)
-        self.loop = RenderLoop(self.registry, renderer, self.fanout, info)
+        self.loop = RenderLoop(self.registry, renderer, self.fanout, info, noise_seed=cfg.noise_seed)
         try:
+            self._start_outputs(info)
+            if cfg.midi.enabled:
+                from oscgan.signals.midi import MidiInput
+
+                self.midi = MidiInput(self.bus, cfg.midi.inputs, virtual=cfg.midi.virtual,
+                                      virtual_name=cfg.midi.virtual_name, api=cfg.midi.api).start()
+            # Mapping files load before the loop starts (a broken file stops start-up with its line);
+            # they run as a pre-frame hook and see OSC addresses that are no parameter.
+            self.mapping = MappingService(self.registry, self.bus, cfg.mappings, presets_dir=cfg.presets,
+                                          tempo_bpm=cfg.tempo_bpm, on_error=self._on_mapping_error).start()
+            self.loop.pre_frame.append(self.mapping.pre_frame)
             self.osc = OscServer(self.registry, host=cfg.osc.host, port=cfg.osc.port,
-                                 allow_from=cfg.osc.allow_from).start()
+                                 allow_from=cfg.osc.allow_from, on_unhandled=self.mapping.on_osc).start()
             if cfg.osc.out:
                 host, port = parse_host_port(cfg.osc.out)
                 self._sender = OscSender(host, port)
                 self.telemetry = OscTelemetry(self.registry, self._sender)
             self.web = WebServer(self.registry, self.fanout.latest, self.status, host=cfg.http.host,
-                                 port=cfg.http.port, osc_port=self.osc.address[1], zeroconf=cfg.http.zeroconf)
+                                 port=cfg.http.port, osc_port=self.osc.address[1], zeroconf=cfg.http.zeroconf,
+                                 learn=self.mapping.arm_learn)
             self.web.start()
             self.loop.start()
         except BaseException:
@@ -91,6 +116,25 @@ class Daemon:
         log.info("oscgan serving %s (%s, %dpx) on %s; OSC udp://%s:%d; web %s (started in %.1f s)",
                  cfg.model, info.architecture, info.img_resolution, self.device, cfg.osc.host,
                  self.osc.address[1], self.web.url, time.perf_counter() - t0)
+
+    def _start_outputs(self, info: ModelInfo) -> None:
+        """Sinks and the control recorder, started before the loop so they see frame 0."""
+        cfg = self.config
+        assert self.loop is not None and self.registry is not None
+        self.sinks = SinkManager(self.fanout, fps=cfg.fps)
+        frame_size = tuple(cfg.size) if cfg.size else (info.img_resolution, info.img_resolution)
+        ctx = SinkContext(fps=cfg.fps, frame_size=frame_size, model=cfg.model)  # type: ignore[arg-type]
+        for sink_cfg in cfg.sinks:
+            if sink_cfg.enabled:
+                self.sinks.add(create_sink(sink_cfg, ctx))
+        self.sinks.start()
+        if cfg.record_control:
+            from oscgan.render.session import ControlRecorder, session_header
+
+            header = session_header(cfg.model, info, cfg.fps, tuple(cfg.size) if cfg.size else None,  # type: ignore[arg-type]
+                                    cfg.fit, str(self.device), cfg.noise_seed)
+            self.control_recorder = ControlRecorder(cfg.record_control, self.registry, header)
+            self.control_recorder.attach(self.loop)
 
     def _apply_initial_params(self, params: dict[str, Any]) -> None:
         assert self.registry is not None
@@ -105,7 +149,10 @@ class Daemon:
         self._status_stop.set()
         if self._status_thread is not None:
             self._status_thread.join(2)
-        for name, part in (("render loop", self.loop), ("web server", self.web), ("OSC input", self.osc)):
+        # Outputs after the loop: the recorder then flushes every frame the loop published.
+        for name, part in (("render loop", self.loop), ("outputs", self.sinks),
+                           ("control recorder", self.control_recorder), ("web server", self.web),
+                           ("OSC input", self.osc), ("MIDI input", self.midi), ("mappings", self.mapping)):
             if part is None:
                 continue
             try:
@@ -134,6 +181,11 @@ class Daemon:
                 signal.signal(s, h)
         return 0
 
+    def _on_mapping_error(self, error: str | None) -> None:
+        """A mapping file failed to reload (or was fixed): tell OSC out; /health shows it too."""
+        if self._sender is not None:
+            self._sender.send(STATUS_PREFIX + "/mapping_error", error or "")
+
     # -- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """JSON-able engine status for /health and OSC telemetry."""
@@ -154,6 +206,11 @@ class Daemon:
             "dropped": sum(self.fanout.dropped().values()),
             "uptime_s": round(time.time() - st.started, 1) if st else 0.0,
             "osc": dataclasses.asdict(osc) if osc is not None else None,
+            "sinks": self.sinks.status() if self.sinks is not None else {},
+            "control_recording": self.control_recorder.status() if self.control_recorder is not None else None,
+            "midi": self.midi.stats() if self.midi is not None else None,
+            "mapping_error": self.mapping.error if self.mapping is not None else None,
+            "mappings": self.mapping.status() if self.mapping is not None else None,
         }
 
     def _status_run(self) -> None:

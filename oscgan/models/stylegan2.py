@@ -197,10 +197,13 @@ class SynthesisLayer(nn.Module):
         noise_mode: str = "const",
         gain: float = 1.0,
         noise_strength: float = 1.0,
+        noise_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """x [N, I, R/up, R/up], w [N, w_dim] -> [N, O, R, R].
 
         ``noise_strength`` scales the learned noise strength (a live-performance control).
+        ``noise_generator`` (on x's device) draws the 'random' noise instead of torch's global
+        RNG, so a recorded performance can be re-rendered with the same grain.
         """
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
@@ -209,7 +212,8 @@ class SynthesisLayer(nn.Module):
         noise = None
         if self.use_noise and noise_mode != "none" and noise_strength != 0:
             if noise_mode == "random":
-                noise = torch.randn([n, 1, self.resolution, self.resolution], device=x.device)
+                noise = torch.randn([n, 1, self.resolution, self.resolution], device=x.device,
+                                    generator=noise_generator)
                 noise = noise * self.noise_strength
             else:
                 noise = self.noise_const * self.noise_strength  # [R, R]
@@ -388,6 +392,7 @@ class SynthesisBlock(nn.Module):
         noise_mode: str = "const",
         noise_strength: float = 1.0,
         const: torch.Tensor | None = None,
+        noise_generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x [N, I, R/2, R/2] (None for the first block), img [N, C, R/2, R/2] or None,
         ws [N, num_conv + num_torgb, w_dim] -> (x [N, O, R, R], img [N, C, R, R] or None).
@@ -397,7 +402,7 @@ class SynthesisBlock(nn.Module):
         n = ws.shape[0]
         w_iter = iter(ws.unbind(dim=1))
         dtype = torch.float16 if self.use_fp16 and _is_half_ok(ws.device, force_fp32) else torch.float32
-        layer_kw = dict(noise_mode=noise_mode, noise_strength=noise_strength)
+        layer_kw = dict(noise_mode=noise_mode, noise_strength=noise_strength, noise_generator=noise_generator)
         if self.in_channels == 0:
             c = self.const if const is None else const
             x = c.to(dtype)
@@ -490,13 +495,18 @@ class SynthesisNetwork(nn.Module):
         noise_strength: float = 1.0,
         const: torch.Tensor | None = None,
         update_emas: bool = False,
+        noise_generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] -> img [N, img_channels, R, R] float32, roughly in [-1, 1]."""
+        """ws [N, num_ws, w_dim] -> img [N, img_channels, R, R] float32, roughly in [-1, 1].
+
+        ``noise_generator``: see ``SynthesisLayer.forward`` (None = torch's global RNG).
+        """
         ws = checked_ws(ws, self.num_ws, self.w_dim)
         x = img = None
         for block, cur_ws in zip(self.blocks(), self.block_ws(ws)):
             x, img = block(x, img, cur_ws, force_fp32=force_fp32, noise_mode=noise_mode,
-                           noise_strength=noise_strength, const=const if block.in_channels == 0 else None)
+                           noise_strength=noise_strength, const=const if block.in_channels == 0 else None,
+                           noise_generator=noise_generator)
         return img
 
     def extra_repr(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -14,12 +15,23 @@ from oscgan.render.frames import Frame
 from oscgan.render.pacing import Pacer
 from oscgan.render.renderer import Renderer, RenderResult
 from oscgan.sinks.fanout import FrameFanout
-from oscgan.state.params import ModelInfo, ParamRegistry
-from oscgan.state.snapshot import RenderArgs, render_args
+from oscgan.state.params import ModelInfo, ParamRegistry, ParamSnapshot
+from oscgan.state.snapshot import RenderArgs, frame_noise_seed, render_args
 
 log = logging.getLogger(__name__)
 
 PreFrameHook = Callable[[float, float], None]  # (now seconds, dt seconds)
+PostFrameHook = Callable[["FrameTick"], None]
+
+
+@dataclass(frozen=True)
+class FrameTick:
+    """What a post-frame hook learns about one published frame (e.g. the control recorder)."""
+
+    frame: Frame
+    now: float                 # loop clock seconds the tick ran at
+    travel_phase: float        # accumulated latent.travel.speed phase used for this frame
+    snapshot: ParamSnapshot    # the parameter values the frame was resolved from
 
 
 @dataclass
@@ -46,11 +58,16 @@ class RenderLoop:
     """
 
     def __init__(self, registry: ParamRegistry, renderer: Renderer, fanout: FrameFanout,
-                 model: ModelInfo, clock: Callable[[], float] = time.perf_counter) -> None:
+                 model: ModelInfo, clock: Callable[[], float] = time.perf_counter,
+                 noise_seed: int | None = 0) -> None:
         self.registry, self.renderer, self.fanout, self.model = registry, renderer, fanout, model
         self.clock = clock
+        # 'random' noise is drawn from frame_noise_seed(noise_seed, frame index), so a recorded
+        # session replays with identical grain; None = torch's global RNG.
+        self.noise_seed = noise_seed
         self.stats = LoopStats()
         self.pre_frame: list[PreFrameHook] = []
+        self.post_frame: list[PostFrameHook] = []  # called on the render thread after publish
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._travel_phase = 0.0
@@ -105,6 +122,8 @@ class RenderLoop:
         if not paused:
             self._travel_phase += dt * float(snap["latent.travel.speed"])
         args = render_args(snap, self.model, self._travel_phase)
+        if self.noise_seed is not None and args.uses_random_noise:
+            args = dataclasses.replace(args, noise_seed=frame_noise_seed(self.noise_seed, self.stats.frames))
         render_ms = 0.0
         error = False
         if self._last_good is not None and (paused or (args == self._last_args and not args.uses_random_noise)):
@@ -131,6 +150,13 @@ class RenderLoop:
         frame = Frame(rgba, self.stats.frames, time.perf_counter(), render_ms, error, snap.version)
         self.fanout.publish(frame)
         self.stats.frames += 1
+        if self.post_frame:
+            tick = FrameTick(frame, now, self._travel_phase, snap)
+            for post in list(self.post_frame):
+                try:
+                    post(tick)
+                except Exception:  # noqa: BLE001
+                    log.exception("post-frame hook %r failed", post)
         if dt > 0:
             inst = 1.0 / dt
             self.stats.fps = inst if self.stats.fps == 0 else 0.9 * self.stats.fps + 0.1 * inst

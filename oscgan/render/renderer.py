@@ -223,8 +223,12 @@ class Renderer:
                 self._set_sg3_corruption(args)
                 img = self.G.synthesis(ws, noise_mode=args.noise_mode)
             else:
+                kw: dict[str, torch.Generator] = {}
+                if args.noise_seed is not None and args.uses_random_noise:
+                    # Seeded per frame so a recorded session replays with the same grain.
+                    kw["noise_generator"] = torch.Generator(device=self.device).manual_seed(args.noise_seed)
                 img = self.G.synthesis(ws, noise_mode=args.noise_mode, noise_strength=args.noise_strength,
-                                       const=self._const_for(args))
+                                       const=self._const_for(args), **kw)
             t2 = time.perf_counter()
             rgba = images_to_rgba(img, self.out_size, self.fit)[0].cpu().numpy()
             t3 = time.perf_counter()

@@ -35,7 +35,8 @@ class SignalBus:
 
     Writers never block on readers beyond one short lock. Each write gets a sequence number, so
     a reader can ask for ``changes_since(seq)`` (triggers and every intermediate value) or just
-    take ``read_all()`` (latest values).
+    take ``read_all()`` (latest values). Signal names follow the contract in
+    ``oscgan.signals.names`` (``midi/cc/<ch>/<cc>``, ``osc/<address>``, ``analyzer/<signal>``, ...).
     """
 
     def __init__(self, log_size: int = 4096) -> None:

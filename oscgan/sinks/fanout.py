@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from oscgan.render.frames import Frame, LatestFrameSlot
 
@@ -12,14 +13,17 @@ class FrameFanout:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._slots: dict[str, LatestFrameSlot] = {}
+        self._slots: dict[str, Any] = {}
         self.latest = LatestFrameSlot()  # what /frame.png and late joiners read
 
-    def add_consumer(self, name: str) -> LatestFrameSlot:
+    def add_consumer(self, name: str, consumer: Any = None) -> Any:
+        """Register a mailbox: a new LatestFrameSlot by default, or ``consumer`` — any object
+        whose ``put(frame)`` never blocks and that counts ``dropped`` (e.g. sinks.base.FrameQueue
+        for a recorder that needs every frame)."""
         with self._lock:
             if name in self._slots:
                 raise ValueError(f"a frame consumer named {name!r} already exists")
-            slot = LatestFrameSlot()
+            slot = LatestFrameSlot() if consumer is None else consumer
             self._slots[name] = slot
             return slot
 

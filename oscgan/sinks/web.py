@@ -155,6 +155,7 @@ class WebServer:
         ``GET /monitor``: the control page. ``GET /stream.mjpg``: MJPEG. ``GET /frame.png``,
         ``GET /frame.jpg``: latest still (503 before the first frame). ``GET /health``: status.
         ``GET /api/params``: specs + values. ``POST /api/set``: ``{"path", "value"}``.
+        ``POST /api/learn``: ``{"target"}`` arms MIDI/OSC learn (when ``learn`` is given).
 
     Args:
         registry: the parameter registry every control reads and writes.
@@ -168,6 +169,8 @@ class WebServer:
         osc_ip: OSC input address for ``HOST_INFO``; None means "same host as this server".
         jpeg_quality: JPEG quality 1-95 for the stream and ``/frame.jpg``.
         mjpeg_max_fps: upper bound on frames per second sent to each MJPEG viewer.
+        learn: arms learn for a target path and returns what was armed (ValueError if the target
+            is unknown); used by the page's L buttons. None: ``POST /api/learn`` answers 404.
     """
 
     def __init__(
@@ -184,6 +187,7 @@ class WebServer:
         osc_ip: str | None = None,
         jpeg_quality: int = 85,
         mjpeg_max_fps: float = 60.0,
+        learn: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         if not 1 <= int(jpeg_quality) <= 95:
             raise ValueError(f"jpeg_quality must be in 1..95, got {jpeg_quality}")
@@ -198,6 +202,7 @@ class WebServer:
         self.osc_ip = osc_ip
         self.name = name
         self.zeroconf_enabled = bool(zeroconf)
+        self.learn = learn  # arms MIDI/OSC learn for a target (POST /api/learn); None: not offered
         self.jpeg_quality = int(jpeg_quality)
         self.mjpeg_min_interval = 1.0 / mjpeg_max_fps if mjpeg_max_fps > 0 else 0.0
         self._static = _load_static()
@@ -372,6 +377,7 @@ class WebServer:
                 web.get("/health", self._handle_health),
                 web.get("/api/params", self._handle_params),
                 web.post("/api/set", self._handle_set),
+                web.post("/api/learn", self._handle_learn),
                 web.get("/{tail:.*}", self._handle_oscquery),
             ]
         )
@@ -701,6 +707,23 @@ class WebServer:
         except (ValueError, TypeError) as exc:  # ParamValueError subclasses ValueError
             return _error(400, f"bad value for {path!r}: {exc}")
         return _json({"path": result.path, "value": result.value, "clamped": bool(result.clamped)})
+
+    async def _handle_learn(self, request: web.Request) -> web.Response:
+        if self.learn is None:
+            return _error(404, "learn is not available (no mapping service)")
+        if request.content_type != "application/json":
+            return _error(415, "POST /api/learn needs Content-Type: application/json")
+        try:
+            target = (await request.json())["target"]
+        except (ValueError, KeyError, TypeError):
+            return _error(400, 'POST /api/learn expects JSON {"target": "truncation.psi"}')
+        if not isinstance(target, str):
+            return _error(400, f"'target' must be a parameter path such as 'truncation.psi', got {target!r}")
+        try:
+            armed = self.learn(target)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return _json(dict(armed))
 
     async def _handle_health(self, request: web.Request) -> web.Response:
         status: dict[str, Any] = {}

@@ -262,6 +262,14 @@ def _coerce(spec: ParamSpec, index: int | None, value: object) -> tuple[ParamVal
     items = list(value)
     if not 1 <= len(items) <= spec.length:
         raise ParamValueError(f"{what} expects 1 to {spec.length} numbers, got {len(items)}")
+    if spec.element_kind == "float" and all(type(x) is float for x in items) and math.isfinite(sum(items)):
+        # Fast path for plain finite floats (what mappings and OSC send): the same result as the
+        # loop below in a fraction of the time, which matters for a 512-wide latent every frame.
+        # A NaN, an infinity or an overflowing sum takes the loop, which reports it exactly.
+        lo = -math.inf if spec.minimum is None else float(spec.minimum)
+        hi = math.inf if spec.maximum is None else float(spec.maximum)
+        fast = tuple([lo if x < lo else hi if x > hi else x for x in items])
+        return cast(ParamValue, fast), min(items) < lo or max(items) > hi
     out: list[float | int] = []
     any_clamped = False
     for i, item in enumerate(items):

@@ -24,6 +24,9 @@ class RenderArgs:
         const_*: learned-constant controls (corruption amount, its seed, shift as a fraction of
             the width, zoom). rotate (degrees), translate (fraction of the width), scale: the
             input transform (StyleGAN3) or a transform of the constant (StyleGAN2).
+        noise_seed: seed of the 'random' noise for this frame (see ``frame_noise_seed``), or
+            None = torch's global RNG (not reproducible). Only set while random noise is on,
+            so it never defeats the "args unchanged -> re-send the frame" shortcut.
     """
 
     seeds: tuple[int, ...]
@@ -43,10 +46,23 @@ class RenderArgs:
     rotate: float
     translate: tuple[float, float]
     scale: float
+    noise_seed: int | None = None
 
     @property
     def uses_random_noise(self) -> bool:
         return self.noise_mode == "random" and self.noise_strength != 0
+
+
+def frame_noise_seed(base: int, frame_index: int) -> int:
+    """A well-mixed 63-bit seed for frame ``frame_index`` of a session seeded with ``base``.
+
+    SplitMix64 of the pair: neighbouring frames get unrelated noise, and a replay that knows the
+    frame index draws exactly the same grain as the live show.
+    """
+    x = (base * 0x9E3779B97F4A7C15 + frame_index + 1) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 31)) >> 1
 
 
 def travel_position(params: Mapping[str, object], elapsed_phase: float) -> float:

@@ -75,8 +75,32 @@
     const label = document.createElement('label');
     label.textContent = labelText;
     label.title = title || path;
-    div.append(label);
+    div.append(label, learnButton(path));
     return div;
+  }
+
+  // MIDI/OSC learn: arm it for this parameter, then move a control on the controller.
+  function learnButton(path) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'learn';
+    b.textContent = 'L';
+    b.title = `learn: bind the next moving MIDI control or OSC address to ${path}`;
+    b.dataset.learn = path;
+    b.addEventListener('click', async () => {
+      try {
+        const r = await fetch('/api/learn', {
+          method: 'POST',
+          headers: {'Content-Type': 'application/json'},
+          body: JSON.stringify({target: path}),
+        });
+        const body = await r.json().catch(() => ({}));
+        toast(r.ok ? `learning ${body.armed}: move a control now` : (body.error || `learn failed (${r.status})`));
+      } catch (err) {
+        toast(`learn ${path}: ${err}`);
+      }
+    });
+    return b;
   }
 
   function numberControl(path, label, spec, kind, value, title) {
@@ -375,6 +399,9 @@
       const up = pick(h, 'uptime', 'uptime_s') ?? (h.web && h.web.uptime_s);
       $('stat-uptime').textContent = up === undefined ? '' : `up ${Math.floor(up / 60)}m${String(Math.floor(up % 60)).padStart(2, '0')}s`;
       if (h.web && h.web.frame_index !== null) $('nosignal').classList.add('hidden');
+      const mapErr = $('mapping-error');
+      mapErr.textContent = h.mapping_error ? `mapping error (previous mappings keep running): ${h.mapping_error}` : '';
+      mapErr.classList.toggle('hidden', !h.mapping_error);
     } catch (err) {
       $('stat-fps').textContent = '–';
     }
