@@ -19,6 +19,7 @@ from oscgan.models.loader import load_generator
 from oscgan.render.loop import RenderLoop
 from oscgan.render.renderer import Renderer
 from oscgan.signals.bus import SignalBus
+from oscgan.signals.names import tempo_from
 from oscgan.signals.osc import STATUS_PREFIX, OscSender, OscServer, OscTelemetry
 from oscgan.sinks.base import SinkManager
 from oscgan.sinks.fanout import FrameFanout
@@ -84,7 +85,8 @@ class Daemon:
         self.registry.set("output.fps", cfg.fps, source="config")
         self._apply_initial_params(cfg.params)
         renderer = Renderer(G, self.device, out_size=tuple(cfg.size) if cfg.size else None, fit=cfg.fit)
-        self.loop = RenderLoop(self.registry, renderer, self.fanout, info, noise_seed=cfg.noise_seed)
+        self.loop = RenderLoop(self.registry, renderer, self.fanout, info, noise_seed=cfg.noise_seed,
+                               tempo=self.tempo_bpm)
         try:
             self._start_outputs(info)
             if cfg.midi.enabled:
@@ -185,6 +187,10 @@ class Daemon:
         """A mapping file failed to reload (or was fixed): tell OSC out; /health shows it too."""
         if self._sender is not None:
             self._sender.send(STATUS_PREFIX + "/mapping_error", error or "")
+
+    def tempo_bpm(self) -> float:
+        """The tempo beat-synced travel follows: MIDI clock when it runs, else the configured one."""
+        return tempo_from(self.bus, self.config.tempo_bpm)
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

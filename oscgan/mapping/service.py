@@ -261,8 +261,7 @@ class MappingService:
             self._lost_warned = now
             log.warning("mapping inputs arrive faster than the signal log holds between two frames; "
                         "some intermediate events were skipped")
-        bpm = self.bus.read(names.MIDI_CLOCK_BPM)
-        bpm = float(bpm) if isinstance(bpm, (int, float)) and 1 <= bpm <= 999 else self.tempo_bpm
+        bpm = names.tempo_from(self.bus, self.tempo_bpm)
         for s in signals:
             if s.name == names.MIDI_TRANSPORT and s.value == "start":
                 self._beats = 0.0

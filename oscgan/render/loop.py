@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,9 +59,11 @@ class RenderLoop:
 
     def __init__(self, registry: ParamRegistry, renderer: Renderer, fanout: FrameFanout,
                  model: ModelInfo, clock: Callable[[], float] = time.perf_counter,
-                 noise_seed: int | None = 0) -> None:
+                 noise_seed: int | None = 0, tempo: Callable[[], float] | None = None) -> None:
         self.registry, self.renderer, self.fanout, self.model = registry, renderer, fanout, model
         self.clock = clock
+        # Current tempo in bpm (MIDI clock or configured) for beat-synced travel.
+        self.tempo = tempo or (lambda: 120.0)
         # 'random' noise is drawn from frame_noise_seed(noise_seed, frame index), so a recorded
         # session replays with identical grain; None = torch's global RNG.
         self.noise_seed = noise_seed
@@ -108,6 +110,13 @@ class RenderLoop:
                 log.exception("render loop tick failed")
             self.stats.late_frames = pacer.late_frames
 
+    def travel_rate(self, snap: Mapping[str, object]) -> float:
+        """Keyframes per second: one per ``latent.travel.beats`` beats, else ``latent.travel.speed``."""
+        beats = float(snap["latent.travel.beats"])
+        if beats > 0:
+            return self.tempo() / 60.0 / beats
+        return float(snap["latent.travel.speed"])
+
     def tick(self, now: float) -> Frame | None:
         """One frame at time ``now`` (seconds on the loop clock); returns the published frame."""
         dt = 0.0 if self._last_frame_time is None else max(0.0, now - self._last_frame_time)
@@ -120,7 +129,7 @@ class RenderLoop:
         snap = self.registry.snapshot()
         paused = bool(snap["output.paused"])
         if not paused:
-            self._travel_phase += dt * float(snap["latent.travel.speed"])
+            self._travel_phase += dt * self.travel_rate(snap)
         args = render_args(snap, self.model, self._travel_phase)
         if self.noise_seed is not None and args.uses_random_noise:
             args = dataclasses.replace(args, noise_seed=frame_noise_seed(self.noise_seed, self.stats.frames))

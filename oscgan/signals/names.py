@@ -107,3 +107,11 @@ def parse(name: str) -> tuple[str, tuple[object, ...]] | None:
     if shapes.get(kind) != len(numbers) or not 1 <= numbers[0] <= 16:
         return None
     return f"midi_{kind}", numbers
+
+
+def tempo_from(bus: object, fallback_bpm: float) -> float:
+    """Tempo in bpm: the MIDI clock's estimate on ``bus`` while plausible, else ``fallback_bpm``."""
+    bpm = bus.read(MIDI_CLOCK_BPM)  # type: ignore[attr-defined]
+    if isinstance(bpm, (int, float)) and not isinstance(bpm, bool) and 1 <= bpm <= 999:
+        return float(bpm)
+    return float(fallback_bpm)

@@ -559,7 +559,12 @@ def default_specs(model: ModelInfo) -> list[ParamSpec]:
                "Drive it by hand, or let latent.travel.speed move it."),
         ParamSpec("latent.travel.speed", "float", 0.0, 0.0, 10.0, group=lat, unit="keyframes/s",
                   description="How many keyframes per second the travel position moves on its own; "
-                              "0 = stand still (travel only follows latent.travel)."),
+                              "0 = stand still (travel only follows latent.travel). Ignored while "
+                              "latent.travel.beats is above 0."),
+        ParamSpec("latent.travel.beats", "float", 0.0, 0.0, 64.0, group=lat, unit="beats/keyframe",
+                  description="Travel in time with the music: move one keyframe every N beats at the "
+                              "current tempo (MIDI clock, else the configured tempo_bpm). 0 = off "
+                              "(latent.travel.speed applies)."),
         ParamSpec("latent.travel.mode", "enum", "slerp_z", choices=("slerp_z", "lerp_w"), group=lat,
                   description="How to move between keyframes: slerp_z = smooth arc through the input "
                               "latents (classic GAN walk); lerp_w = straight line in style space (more "

@@ -308,3 +308,29 @@ def test_a_crashing_tick_does_not_end_the_thread(monkeypatch: pytest.MonkeyPatch
     assert loop.stats.errors == 2
     assert "internal error" in loop.stats.last_error
 
+
+
+def test_beat_synced_travel_follows_the_tempo():
+    """latent.travel.beats = 2 at 120 bpm: one keyframe per second; tempo changes apply at once."""
+    from oscgan.render.loop import RenderLoop
+
+    bpm = [120.0]
+    loop = RenderLoop.__new__(RenderLoop)
+    loop.tempo = lambda: bpm[0]
+    snap = {"latent.travel.beats": 2.0, "latent.travel.speed": 5.0}
+    assert loop.travel_rate(snap) == pytest.approx(1.0)
+    bpm[0] = 174.0
+    assert loop.travel_rate(snap) == pytest.approx(174 / 60 / 2)
+    assert loop.travel_rate({"latent.travel.beats": 0.0, "latent.travel.speed": 5.0}) == 5.0
+
+
+def test_tempo_from_prefers_midi_clock():
+    from oscgan.signals.bus import SignalBus
+    from oscgan.signals.names import MIDI_CLOCK_BPM, tempo_from
+
+    bus = SignalBus()
+    assert tempo_from(bus, 128.0) == 128.0
+    bus.write(MIDI_CLOCK_BPM, 174.0, 0.0)
+    assert tempo_from(bus, 128.0) == 174.0
+    bus.write(MIDI_CLOCK_BPM, 0.0, 1.0)
+    assert tempo_from(bus, 128.0) == 128.0
