@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import torch
 
 from oscgan.tables import format_table
+from oscgan.timing import median, time_interleaved, time_samples
 from oscgan.devices import resolve_device
 from oscgan.models import ops
 from oscgan.models.builtin import build_builtin
@@ -52,36 +51,6 @@ def baseline_modconv() -> Iterator[None]:
     finally:
         for mod, name, orig in patched:
             setattr(mod, name, orig)
-
-
-def time_ms(fn: Callable[[], object], runs: int, warmup: int, sync: Callable[[], None]) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples)
-
-
-def time_interleaved(fns: list[Callable[[], object]], runs: int, warmup: int,
-                     sync: Callable[[], None]) -> list[float]:
-    """Median ms of each function, timed in alternation so load changes hit all of them alike."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    sync()
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            samples[i].append((time.perf_counter() - t0) * 1000)
-    return [statistics.median(s) for s in samples]
 
 
 def run_baseline(G: torch.nn.Module, ws: torch.Tensor) -> torch.Tensor:
@@ -119,7 +88,7 @@ def main() -> None:
         G = build_builtin("builtin:" + name).to(dev)
         z = torch.randn([1, G.z_dim], device=dev, generator=None)
         ws = G.mapping(z, None)
-        ours_map = time_ms(lambda: G.mapping(z, None), args.runs, args.warmup, sync)
+        ours_map = median(time_samples(lambda: G.mapping(z, None), args.runs, args.warmup, sync))
         fns: list[Callable[[], object]] = [lambda: G.synthesis(ws)]
         if G.architecture == "stylegan2":  # the baseline swaps StyleGAN2's modulated conv
             diff = (run_baseline(G, ws) - G.synthesis(ws)).abs().max().item()
@@ -128,7 +97,7 @@ def main() -> None:
         if args.nvidia_repo:
             N = nvidia_generator(args.nvidia_repo, G, dev)
             fns.append(lambda: N.synthesis(ws, noise_mode="const", force_fp32=dev.type != "cuda"))
-        times = time_interleaved(fns, args.runs, args.warmup, sync)
+        times = [median(t) for t in time_interleaved(fns, args.runs, args.warmup, sync)]
         ours = times[0]
         row = [name, f"{ours_map:.2f}", f"{ours:.1f}"]
         if G.architecture == "stylegan2":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from oscgan.models.loader import load_generator
 from oscgan.render.convert import images_to_rgba
 from oscgan.state.latents import z_from_seed
 from oscgan.tables import format_table
+from oscgan.timing import time_samples
 
 
 def describe_generator(G: nn.Module) -> dict[str, object]:
@@ -104,19 +104,6 @@ def convert_model(model: str, out: Path, which: str = "G_ema") -> str:
     return f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {G.architecture}, {G.img_resolution}px)"
 
 
-def _timed(fn, runs: int, warmup: int, sync) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1000)
-    return times
-
-
 @torch.no_grad()
 def bench_model(model: str, device: str | None = None, size: tuple[int, int] | None = None,
                 runs: int = 30, warmup: int = 3, which: str = "G_ema") -> str:
@@ -133,7 +120,7 @@ def bench_model(model: str, device: str | None = None, size: tuple[int, int] | N
         stages.append((f"to RGBA {size[0]}x{size[1]}", lambda: images_to_rgba(img, size).cpu()))
     rows, total = [], 0.0
     for name, fn in stages:
-        t = _timed(fn, runs, warmup, sync)
+        t = time_samples(fn, runs, warmup, sync)
         med = statistics.median(t)
         total += med
         rows.append([name, f"{med:.2f}", f"{min(t):.2f}", f"{1000 / med:.1f}"])
