@@ -100,7 +100,7 @@ def test_leaf_that_is_also_a_container(registry):
     ns = oscquery.build_namespace(registry)
     travel = oscquery.node_for_path(ns, "/oscgan/latent/travel")
     assert travel["TYPE"] == "f" and travel["ACCESS"] == 3 and travel["VALUE"] == [0.0]
-    assert set(travel["CONTENTS"]) == {"speed", "mode"}
+    assert set(travel["CONTENTS"]) == {"speed", "mode", "beats"}
     assert travel["CONTENTS"]["speed"]["FULL_PATH"] == "/oscgan/latent/travel/speed"
 
 
