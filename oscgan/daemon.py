@@ -65,6 +65,7 @@ class Daemon:
         self._stopped = threading.Event()
         self.model_name = config.model
         self.device = None
+        self.out_size: tuple[int, ...] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -84,7 +85,8 @@ class Daemon:
         self.registry = build_registry(info)
         self.registry.set("output.fps", cfg.fps, source="config")
         self._apply_initial_params(cfg.params)
-        renderer = Renderer(G, self.device, out_size=tuple(cfg.size) if cfg.size else None, fit=cfg.fit)
+        self.out_size = tuple(cfg.size) if cfg.size else None  # (width, height) or the model's own
+        renderer = Renderer(G, self.device, out_size=self.out_size, fit=cfg.fit)
         self.loop = RenderLoop(self.registry, renderer, self.fanout, info, noise_seed=cfg.noise_seed,
                                tempo=self.tempo_bpm)
         try:
@@ -124,7 +126,7 @@ class Daemon:
         cfg = self.config
         assert self.loop is not None and self.registry is not None
         self.sinks = SinkManager(self.fanout, fps=cfg.fps)
-        frame_size = tuple(cfg.size) if cfg.size else (info.img_resolution, info.img_resolution)
+        frame_size = self.out_size or (info.img_resolution, info.img_resolution)
         ctx = SinkContext(fps=cfg.fps, frame_size=frame_size, model=cfg.model)  # type: ignore[arg-type]
         for sink_cfg in cfg.sinks:
             if sink_cfg.enabled:
@@ -133,7 +135,7 @@ class Daemon:
         if cfg.record_control:
             from oscgan.render.session import ControlRecorder, session_header
 
-            header = session_header(cfg.model, info, cfg.fps, tuple(cfg.size) if cfg.size else None,  # type: ignore[arg-type]
+            header = session_header(cfg.model, info, cfg.fps, self.out_size,  # type: ignore[arg-type]
                                     cfg.fit, str(self.device), cfg.noise_seed)
             self.control_recorder = ControlRecorder(cfg.record_control, self.registry, header)
             self.control_recorder.attach(self.loop)

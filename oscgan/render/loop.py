@@ -147,7 +147,6 @@ class RenderLoop:
                 if result.error != self.stats.last_error:
                     log.error("render failed (keeping the last good frame): %s", result.error)
                 self.stats.last_error = result.error
-                self._last_args = None
                 if self._last_good is None:
                     return None
                 rgba, error = self._last_good, True

@@ -109,6 +109,7 @@ class Renderer:
         if self._sg3:
             self._file_transform = G.synthesis.input.transform.detach().cpu().double().numpy().copy()
             self._transform_key: object = None
+            self._corruption_key: object = (0.0, None)
             self._corruption = torch.zeros(0)
             self._hook = G.synthesis.input.register_forward_hook(self._corrupt_input)
         else:
@@ -199,16 +200,18 @@ class Renderer:
         return output + self._corruption.to(output.device, output.dtype) * output.std()
 
     def _set_sg3_corruption(self, args: RenderArgs) -> None:
-        if args.const_corruption <= 0:
-            self._corruption = torch.zeros(0)
-            self._const_key = None  # so turning the same corruption back on rebuilds it
+        """StyleGAN3: the noise added to the input features (empty = none), cached by its own key."""
+        off = args.const_corruption <= 0
+        key = (0.0, None) if off else (args.const_corruption, args.const_seed)
+        if key == self._corruption_key:
             return
-        key = (args.const_corruption, args.const_seed)
-        if self._const_key != key:
+        if off:
+            self._corruption = torch.zeros(0)
+        else:
             inp = self.G.synthesis.input
             shape = (1, inp.channels, int(inp.size[1]), int(inp.size[0]))
             self._corruption = self._noise(shape, args.const_seed) * args.const_corruption
-            self._const_key = key
+        self._corruption_key = key
 
     # -- render ----------------------------------------------------------------------------
     @torch.inference_mode()
