@@ -578,17 +578,23 @@ class SinkWorker:
             self._stop.wait(min(self.poll, remaining))
         return False
 
-    def _open(self, gen: int) -> bool:
-        self.state = "opening"
+    def _attempt(self, gen: int, what: str, fn: Callable[..., object], *args: object) -> bool:
+        """Run a sink call on the watchdog; False (after giving up or scheduling a retry) on failure."""
         try:
-            self._blocking(gen, "open", self.sink.open)
+            self._blocking(gen, what, fn, *args)
         except _Superseded:
             raise
         except SinkUnavailable as e:
             self._give_up(f"unavailable: {e}")
             return False
         except Exception as e:  # noqa: BLE001
-            self._failed(gen, "open", e)
+            self._failed(gen, what, e)
+            return False
+        return True
+
+    def _open(self, gen: int) -> bool:
+        self.state = "opening"
+        if not self._attempt(gen, "open", self.sink.open):
             return False
         self.stats.opens += 1
         self.state, self.next_retry = "open", None
@@ -614,15 +620,7 @@ class SinkWorker:
             self._failed(gen, "convert", e)
             return False
         t1 = time.perf_counter()
-        try:
-            self._blocking(gen, "send", self.sink.send, out)
-        except _Superseded:
-            raise
-        except SinkUnavailable as e:
-            self._give_up(f"unavailable: {e}")
-            return False
-        except Exception as e:  # noqa: BLE001
-            self._failed(gen, "send", e)
+        if not self._attempt(gen, "send", self.sink.send, out):
             return False
         t2 = time.perf_counter()
         st = self.stats
