@@ -18,13 +18,7 @@ from oscgan.daemon_cli import config_from_args
 FIXTURE = str(Path(__file__).resolve().parent / "fixtures" / "stylegan" / "sg2_64.pkl")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Small models run fastest on one thread; on a busy CI box two spin-waiting threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -35,12 +35,9 @@ def load_fixture(name: str) -> nn.Module:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny generators run fastest on one thread; on a busy CI box two spin-waiting threads cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every render test runs torch on one thread (see tests/conftest.py)."""
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
