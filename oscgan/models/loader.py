@@ -103,8 +103,9 @@ def build_from_record(record: ModuleRecord, path: Path | str) -> nn.Module:
         raise ModelLoadError(path, f"generator has positional init args {record.init_args!r}; expected keywords only")
     kwargs = dict(record.init_kwargs)
     G = build_generator(arch, kwargs, path)
-    _check_structure(G, record, path)
-    _load_state(G, record.state_dict(), path)
+    file_state = record.state_dict()
+    _check_structure(G, record, file_state, path)
+    _load_state(G, file_state, path)
     return G
 
 
@@ -117,7 +118,8 @@ def build_generator(arch: str, init_kwargs: dict[str, Any], path: Path | str) ->
         raise ModelLoadError(path, f"cannot build a {arch} generator from the file's arguments: {e}") from None
 
 
-def _check_structure(G: nn.Module, record: ModuleRecord, path: Path | str) -> None:
+def _check_structure(G: nn.Module, record: ModuleRecord, file_state: dict[str, torch.Tensor],
+                     path: Path | str) -> None:
     """Cross-check our derived constants against the file: attributes, layer kwargs, filters."""
     for attr in ("z_dim", "c_dim", "w_dim", "num_ws", "img_resolution", "img_channels"):
         if attr in record.attrs and int(record.attrs[attr]) != int(getattr(G, attr)):
@@ -137,7 +139,6 @@ def _check_structure(G: nn.Module, record: ModuleRecord, path: Path | str) -> No
                 if key in file_kwargs and not _same(value, file_kwargs[key]):
                     raise ModelLoadError(path, f"layer {name}: {key} is {file_kwargs[key]!r} in the file but "
                                                f"our design gives {value!r}")
-    file_state = record.state_dict()
     own_state = G.state_dict()
     for key in G.derived_buffer_names():
         if key in file_state:
