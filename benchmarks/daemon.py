@@ -10,10 +10,13 @@ real controller would be; ``--sender thread`` puts it in here, the worst case fo
    so every frame re-renders (mapping included) without any OSC traffic;
 3. daemon under load: a sender pushing ``--rate`` messages per second (anchor-paced) that
    alternate ``/oscgan/latent/z/<i>`` and ``/oscgan/truncation/psi`` with values that differ
-   every time; ratio = published fps / bare fps (aim >= 0.95);
+   every time; ratio = published fps / bare fps (aim >= 0.95). Measured in alternating windows
+   as the daemon runs (the render loop drains the OSC socket before each frame) and, for
+   comparison, with that hook taken out (the receive thread applies each datagram on arrival);
 4. latency, load still running: ``--probes`` single ``/oscgan/latent/seed`` messages at random
    moments; for each, the first published frame whose parameter version includes the new seed;
-   latency = frame timestamp - send time (aim: one frame period + the render time);
+   latency = frame timestamp - send time (aim: one frame period + the render time); then the
+   same without the drain hook, for comparison;
 5. the bare loop again, since a shared machine drifts; the ratio uses the mean of both.
 
 Each fps run lasts ``--seconds`` after a second of warm-up. Frames are recorded on the render
@@ -37,11 +40,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
+from oscgan.allocator import keep_freed_memory
 from oscgan.config import DaemonConfig, HttpConfig, OscConfig
 from oscgan.daemon import Daemon
 from oscgan.devices import resolve_device
@@ -302,6 +306,37 @@ def measure(daemon: Daemon, recorder: FrameRecorder, seconds: float) -> Window:
                   (osc1.messages - osc0.messages) / dt, (osc1.applied - osc0.applied) / dt, (c1 - c0) / dt)
 
 
+def mean_window(windows: list[Window]) -> Window:
+    """Windows of equal length taken as one."""
+    return Window(*(statistics.fmean(getattr(w, f.name) for w in windows) for f in fields(Window)))
+
+
+def set_drain(daemon: Daemon, on: bool) -> None:
+    """Put the loop's OSC drain hook in or take it out (the daemon has it in)."""
+    assert daemon.loop is not None and daemon.osc is not None
+    hooks = daemon.loop.pre_frame
+    if on and daemon.osc.drain not in hooks:
+        hooks.insert(0, daemon.osc.drain)
+    elif not on and daemon.osc.drain in hooks:
+        hooks.remove(daemon.osc.drain)
+        # The receive thread defers to a loop that drained within the last second; make it stop now.
+        daemon.osc._last_drain = -math.inf  # noqa: SLF001 - a benchmark switch, not an API
+
+
+def drain_vs_thread(daemon: Daemon, recorder: FrameRecorder, seconds: float,
+                    rounds: int = 4) -> tuple[Window, Window]:
+    """Loaded fps with the drain hook and without it, in alternating windows (a drifting machine
+    then affects both alike); returns (drained, on the OSC thread)."""
+    drained, threaded = [], []
+    for _ in range(rounds):
+        for on, out in ((True, drained), (False, threaded)):
+            set_drain(daemon, on)
+            time.sleep(0.2)
+            out.append(measure(daemon, recorder, seconds / rounds))
+    set_drain(daemon, True)
+    return mean_window(drained), mean_window(threaded)
+
+
 def in_loop_changes(daemon: Daemon) -> Callable[[float, float], None]:
     """A pre-frame hook that changes one z element every frame: re-renders without any OSC."""
     registry = daemon.registry
@@ -329,6 +364,8 @@ def main() -> None:
     ap.add_argument("--sender", choices=("process", "thread"), default="process",
                     help="where the OSC load runs: another process (like a real controller) or a thread here")
     args = ap.parse_args()
+    # What the daemon and the CLI do at start, so every loop here runs on the same allocator settings.
+    kept = keep_freed_memory()
 
     device = resolve_device(args.device)
     threads = None
@@ -362,9 +399,12 @@ def main() -> None:
         sender = LoadSender(args.sender, daemon.osc.address[1], args.rate, z_dim)
         sender.start()
         time.sleep(WARMUP_S)
-        loaded = measure(daemon, recorder, args.seconds)
+        loaded, threaded = drain_vs_thread(daemon, recorder, args.seconds)
         period = 1.0 / loaded.fps if loaded.fps > 0 else 1.0
         probes = run_probes(daemon, recorder, args.probes, period, seed0=1_000_000)
+        set_drain(daemon, False)
+        threaded_probes = run_probes(daemon, recorder, args.probes, period, seed0=2_000_000)
+        set_drain(daemon, True)
         sent = sender.stop()
         sender = None
         time.sleep(0.2)  # let the OSC thread drain its socket before counting
@@ -381,6 +421,7 @@ def main() -> None:
     apply_ms = [(p.applied - p.sent) * 1e3 for p in probes]
     aim_ms = period * 1e3 + loaded.render_ms
     lat_med, lat_p95 = statistics.median(lat), percentile(lat, 95)
+    lat_threaded = [p.latency_ms for p in threaded_probes]
     capped = bare_fps > 0.95 * args.fps  # the cap, not the daemon, then limits the ratio
 
     def fps_row(name: str, w: Window) -> list[object]:
@@ -393,6 +434,7 @@ def main() -> None:
          f"{bare_before.cpu:.0%} / {bare_after.cpu:.0%}", "1"],
         fps_row("daemon, in-loop changes, no OSC", quiet),
         fps_row(f"daemon, OSC {loaded.msg_rate:.0f} msg/s ({loaded.applied_rate:.0f} applied)", loaded),
+        fps_row(f"  same, applied on the OSC thread ({threaded.applied_rate:.0f}/s)", threaded),
     ]
     result_rows: list[list[object]] = [
         ["fps ratio daemon under load / bare", f"{ratio:.3f}", ">= 0.95",
@@ -402,11 +444,13 @@ def main() -> None:
         ["OSC -> frame latency, p95 / max", f"{lat_p95:.1f} / {max(lat):.1f} ms", f"<= {aim_ms:.1f} ms",
          "yes" if lat_p95 <= aim_ms else "no"],
         ["  of which send -> parameter set, median", f"{statistics.median(apply_ms):.2f} ms", "", ""],
+        ["  same, applied on the OSC thread: median / p95", f"{statistics.median(lat_threaded):.1f} / "
+         f"{percentile(lat_threaded, 95):.1f} ms", "", ""],
     ]
     print(f"oscgan daemon benchmark: {args.model} ({G.architecture}, {G.img_resolution}px) on {device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
           f"(load average {os.getloadavg()[0]:.1f}); {args.seconds:g} s per run, OSC sender in a {args.sender}, "
-          f"fps cap {args.fps:g}")
+          f"fps cap {args.fps:g}; freed memory kept (oscgan/allocator.py): {'yes' if kept else 'no'}")
     print(format_table(["run", "fps published / rendered", "render ms (median)", "process CPU", "vs bare"],
                        fps_rows))
     print(f"aim for latency = frame period under load ({period * 1e3:.1f} ms) + median render "

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from oscgan.allocator import keep_freed_memory
 from oscgan.tables import format_table
 from oscgan.timing import median, time_interleaved, time_samples
 from oscgan.devices import resolve_device
@@ -79,6 +80,8 @@ def main() -> None:
     ap.add_argument("--nvidia-repo", default=None, help="path to a NVlabs/stylegan3 checkout (optional)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     args = ap.parse_args()
+    # What the daemon and the CLI do at start, so every loop here runs on the same allocator settings.
+    keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = resolve_device(args.device)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from oscgan.allocator import keep_freed_memory
 from oscgan.daemon import model_info
 from oscgan.devices import resolve_device
 from oscgan.models.loader import load_generator
@@ -240,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: every available one)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: cores - 1)")
     args = p.parse_args(argv)
+    # What the daemon and the CLI do at start, so every loop here runs on the same allocator settings.
+    keep_freed_memory()
     import logging
 
     logging.basicConfig(level=logging.WARNING)

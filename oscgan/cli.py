@@ -131,10 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    from oscgan.allocator import keep_freed_memory
     from oscgan.config import ConfigError
     from oscgan.devices import DeviceError
     from oscgan.models.errors import ModelLoadError
 
+    keep_freed_memory()  # renders free and re-allocate the same buffers every frame
     try:
         if args.command == "inspect":
             from oscgan.commands import inspect_model

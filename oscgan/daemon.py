@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from oscgan.allocator import keep_freed_memory
 from oscgan.config import DaemonConfig, parse_host_port
 from oscgan.devices import resolve_device
 from oscgan.mapping.service import MappingService
@@ -76,6 +77,7 @@ class Daemon:
 
             check_available(cfg.midi.api)  # missing packages fail now, not after loading the model
         self.device = resolve_device(cfg.device)
+        keep_freed_memory()  # before the render thread exists; see oscgan/allocator.py
         if self.device.type == "cpu":
             # Leave a core for the OSC, web and output threads: oversubscribed OpenMP threads
             # spin against them and the frame time can grow several-fold.
@@ -103,6 +105,8 @@ class Daemon:
             self.loop.pre_frame.append(self.mapping.pre_frame)
             self.osc = OscServer(self.registry, host=cfg.osc.host, port=cfg.osc.port,
                                  allow_from=cfg.osc.allow_from, on_unhandled=self.mapping.on_osc).start()
+            # First hook: OSC input lands right before the mappings and the frame's snapshot.
+            self.loop.pre_frame.insert(0, self.osc.drain)
             if cfg.osc.out:
                 host, port = parse_host_port(cfg.osc.out)
                 self._sender = OscSender(host, port)

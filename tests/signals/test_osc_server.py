@@ -15,6 +15,7 @@ from pythonosc.osc_message import OscMessage as PyOscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
+from oscgan.signals import osc
 from oscgan.signals.osc import OscSender, OscServer, OscStats, OscTelemetry
 from oscgan.signals.osc_protocol import (
     Char,
@@ -229,6 +230,69 @@ def test_on_unhandled_hook(reg: ParamRegistry, raw: socket.socket) -> None:
         assert seen[0].args == (0.5,)
         assert (stats.handled, stats.unknown_address, stats.applied) == (1, 2, 1)
         assert srv.is_alive and stats.balanced()
+
+
+# -- frame-synchronised draining -----------------------------------------------------------------------------
+
+def _send_seeds(raw: socket.socket, port: int, seeds: range) -> None:
+    for seed in seeds:
+        raw.sendto(encode_message("/oscgan/latent/seed", [seed]), ("127.0.0.1", port))
+
+
+def test_drain_applies_on_the_callers_thread_in_order(reg: ParamRegistry, raw: socket.socket) -> None:
+    threads: list[str] = []
+
+    def hook(msg: OscMessage) -> bool:
+        threads.append(threading.current_thread().name)
+        return True
+
+    # A fallback far longer than the test: only drain() may apply anything.
+    with OscServer(reg, port=0, on_unhandled=hook, sync_fallback=30.0) as srv:
+        assert srv.drain() == 0  # from now on a "render loop" drains
+        _send_seeds(raw, srv.address[1], range(1, 51))
+        raw.sendto(encode_message("/td/fader1", [0.5]), ("127.0.0.1", srv.address[1]))
+        time.sleep(0.2)
+        assert reg.get("latent.seed") == 0 and srv.stats.received == 0  # left to the loop
+        assert srv.drain() == 51
+        assert reg.get("latent.seed") == 50  # in arrival order: the last one wins
+        assert threads == [threading.current_thread().name]
+        assert srv.stats.received == 51 and srv.stats.balanced()
+
+
+def test_receive_thread_steps_in_when_no_frame_drains(reg: ParamRegistry, raw: socket.socket) -> None:
+    threads: list[str] = []
+
+    def hook(msg: OscMessage) -> bool:
+        threads.append(threading.current_thread().name)
+        return True
+
+    with OscServer(reg, port=0, on_unhandled=hook, sync_fallback=0.05) as srv:
+        srv.drain()  # a loop drained once, then its frame takes long
+        raw.sendto(encode_message("/td/fader1", [0.5]), ("127.0.0.1", srv.address[1]))
+        _send_seeds(raw, srv.address[1], range(7, 8))
+        assert wait_until(lambda: reg.get("latent.seed") == 7, 3.0)
+        assert threads == [f"osc-in:{srv.address[1]}"]
+
+
+def test_drain_leaves_a_flood_to_the_receive_thread(reg: ParamRegistry, raw: socket.socket,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(osc, "DRAIN_BATCH", 40)
+    with OscServer(reg, port=0, sync_fallback=1.0) as srv:
+        srv.drain()
+        _send_seeds(raw, srv.address[1], range(1, 101))
+        time.sleep(0.1)
+        assert srv.drain() == 40  # one frame's share; the queue is not empty...
+        assert reg.get("latent.seed") == 40
+        assert wait_until(lambda: reg.get("latent.seed") == 100, 5.0)  # ...so the thread takes the rest
+        assert srv.stats.received == 100 and srv.stats.balanced()
+
+
+def test_drain_before_start_and_after_stop_does_nothing(reg: ParamRegistry) -> None:
+    srv = OscServer(reg, port=0)
+    assert srv.drain() == 0
+    srv.start()
+    srv.stop()
+    assert srv.drain() == 0
 
 
 # -- dropping bad datagrams --------------------------------------------------------------------------------

@@ -295,6 +295,45 @@ def test_mjpeg_stream_yields_new_frames(server, slot):
         assert abs(int(img[12, 20, 0]) - index * 40 % 256) <= 6  # the picture of that frame
 
 
+class CountingSlot(LatestFrameSlot):
+    """Counts how often the server waits for a frame (each wait wakes a thread per frame)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait_newer(self, index: int, timeout: float | None = None) -> Frame | None:
+        self.waits += 1
+        return super().wait_newer(index, timeout)
+
+
+def test_no_frame_wake_ups_while_nobody_watches(registry):
+    """Regression: the server woke a thread and its event loop for every rendered frame even
+    with no viewer, which cost the render thread half a millisecond of GIL time per frame."""
+    slot = CountingSlot()
+    srv = WebServer(registry, slot, lambda: dict(STATUS), port=0, osc_port=9000, name="oscgan-test")
+    srv.start()
+    try:
+        def publish(first: int, n: int) -> None:
+            for i in range(first, first + n):
+                slot.put(make_frame(i))
+                time.sleep(0.01)
+
+        publish(0, 30)
+        assert slot.waits == 0
+        producer = threading.Thread(target=publish, args=(30, 60), daemon=True)
+        producer.start()
+        frames = asyncio.run(_read_mjpeg(srv.url + "/stream.mjpg", 3))
+        producer.join(5)
+        assert len({i for i, _ in frames}) == 3  # a viewer is served frame by frame
+        time.sleep(0.5)  # the closed stream's last wait ends
+        waits = slot.waits
+        publish(90, 30)
+        assert slot.waits - waits <= 1
+    finally:
+        srv.stop()
+
+
 # --------------------------------------------------------------------------------------
 # WebSocket LISTEN / IGNORE
 # --------------------------------------------------------------------------------------
