@@ -20,6 +20,8 @@ from PIL import Image
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
+from oscgan.signals.osc_protocol import iter_messages, parse_packet
+
 MODEL = Path(__file__).parent / "fixtures" / "stylegan" / "sg2_64.pkl"
 
 
@@ -147,9 +149,9 @@ def test_bundle_applies_together(daemon):
 def test_osc_out_echoes_changes_and_sends_status(daemon):
     daemon.osc_out_messages(0.3)  # drain
     daemon.client.send_message("/oscgan/noise/strength", 2.5)
-    msgs = daemon.osc_out_messages(1.6)
-    assert any(m.startswith(b"/oscgan/noise/strength\x00") for m in msgs)
-    assert any(m.startswith(b"/oscgan/status/fps\x00") for m in msgs)
+    msgs = {m.address: m.args for data in daemon.osc_out_messages(1.6) for m in iter_messages(parse_packet(data))}
+    assert msgs["/oscgan/noise/strength"] == (2.5,)
+    assert "/oscgan/status/fps" in msgs and "/oscgan/status/errors" in msgs
 
 
 def test_fuzz_100k_packets_daemon_keeps_rendering(daemon):

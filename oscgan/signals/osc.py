@@ -36,6 +36,9 @@ SYNC_STALE_S = 1.0  # a render loop that has not drained for this long no longer
 DRAIN_BATCH = 256  # most datagrams one drain() applies on the render thread (about 3 ms)
 DRAIN_LOCK_WAIT_S = 0.002  # how long drain() waits while the receive thread applies a batch
 THREAD_BATCH = 4096  # most datagrams the receive thread applies before it checks stop() again
+ECHO_COALESCE_S = 0.005  # how long the echo thread gathers changes before it sends them
+ECHO_BUNDLE_BYTES = 1400  # under an Ethernet MTU: no IP fragments for Wi-Fi to lose
+BUNDLE_OVERHEAD = 16  # '#bundle\0' and the timetag
 
 
 @dataclass(frozen=True)
@@ -565,51 +568,108 @@ class OscTelemetry:
     engine to confirm (and, after clamping, correct) what they sent. This cannot loop forever:
     the registry notifies only when a value really changes, so a controller that re-sends what it
     receives stops after one round trip.
+
+    Nothing is sent on the thread that made the change (often the render thread, when mappings
+    move 200 latent elements a frame): changes are noted, and an echo thread sends them
+    ``coalesce`` seconds later, only the newest value of each, packed into bundles of at most
+    ``ECHO_BUNDLE_BYTES`` (a single message goes out as itself).
     """
 
-    def __init__(self, registry: ParamRegistry, sender: OscSender, *, echo_osc: bool = True) -> None:
+    def __init__(self, registry: ParamRegistry, sender: OscSender, *, echo_osc: bool = True,
+                 coalesce: float = ECHO_COALESCE_S) -> None:
         self._registry = registry
         self._sender = sender
         self._echo_osc = echo_osc
-        self._lock = threading.Lock()
+        self._coalesce = coalesce
+        self._lock = threading.Lock()  # guards _pending and _last
+        self._send_lock = threading.Lock()  # keeps whole flushes in order
         self._last: dict[str, object] = dict(registry.snapshot())  # what the receiver has, as far as we know
+        self._pending: dict[str, tuple[object, bool]] = {}  # path -> (newest value, echo it)
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="osc-echo", daemon=True)
+        self._thread.start()
         self._unsubscribe: Callable[[], None] | None = registry.subscribe(self._on_change)
 
     def _on_change(self, path: str, value: object, source: str) -> None:
+        echo = self._echo_osc or not source.startswith("osc:")
         with self._lock:
-            previous = self._last.get(path)
-            self._last[path] = value
-            if not self._echo_osc and source.startswith("osc:"):
-                return
-            self._send_param(self._registry.spec(path), value, previous)
+            self._pending[path] = (value, echo)
+        self._wake.set()
 
-    def _send_param(self, spec: ParamSpec, value: object, previous: object | None) -> None:
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            if not self._closing:
+                time.sleep(self._coalesce)  # let the rest of this frame's (or burst's) changes in
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the noted changes now (the echo thread does this by itself)."""
+        messages: list[bytes] = []
+        with self._send_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                for path, (value, echo) in pending.items():
+                    previous = self._last.get(path)
+                    self._last[path] = value
+                    if echo:
+                        messages.extend(self._encode_param(self._registry.spec(path), value, previous))
+            self._send(messages)
+
+    def _encode_param(self, spec: ParamSpec, value: object, previous: object | None) -> list[bytes]:
+        """Messages for ``value`` that the receiver (holding ``previous``, None = unknown) lacks."""
         if spec.is_vector:
             old = cast(tuple, previous)
-            for i, x in enumerate(cast(tuple, value)):
-                if old is None or old[i] != x:
-                    self._sender.send(spec.element_address(i), _wire_value(spec.element_kind, spec, x))
-        else:
-            self._sender.send(spec.osc_address, _wire_value(spec.kind, spec, value))
+            return [encode_message(spec.element_address(i), [_wire_value(spec.element_kind, spec, x)])
+                    for i, x in enumerate(cast(tuple, value)) if old is None or old[i] != x]
+        if previous is not None and previous == value:
+            return []  # changed and changed back within one flush
+        return [encode_message(spec.osc_address, [_wire_value(spec.kind, spec, value)])]
+
+    def _send(self, messages: list[bytes]) -> None:
+        batch: list[bytes] = []
+        size = BUNDLE_OVERHEAD
+        for message in messages:
+            if batch and size + 4 + len(message) > ECHO_BUNDLE_BYTES:
+                self._send_batch(batch)
+                batch, size = [], BUNDLE_OVERHEAD
+            batch.append(message)
+            size += 4 + len(message)
+        if batch:
+            self._send_batch(batch)
+
+    def _send_batch(self, batch: list[bytes]) -> None:
+        self._sender.send_raw(batch[0] if len(batch) == 1 else encode_bundle(batch))
 
     def send_all(self) -> None:
         """Send every parameter (every vector element) once, e.g. when a controller connects."""
-        with self._lock:
-            snapshot = self._registry.snapshot()
-            for spec in self._registry.specs():
-                value = snapshot[spec.path]
-                self._last[spec.path] = value
-                self._send_param(spec, value, None)
+        with self._send_lock:
+            with self._lock:
+                snapshot = self._registry.snapshot()
+                messages: list[bytes] = []
+                for spec in self._registry.specs():
+                    value = snapshot[spec.path]
+                    self._last[spec.path] = value
+                    self._pending.pop(spec.path, None)
+                    messages.extend(self._encode_param(spec, value, None))
+            self._send(messages)
 
     def send_status(self, fps: float, render_ms: float, dropped: int, errors: int) -> None:
-        """Engine health to ``/oscgan/status/{fps,render_ms,dropped,errors}``."""
-        self._sender.send(STATUS_PREFIX + "/fps", float(fps))
-        self._sender.send(STATUS_PREFIX + "/render_ms", float(render_ms))
-        self._sender.send(STATUS_PREFIX + "/dropped", int(dropped))
-        self._sender.send(STATUS_PREFIX + "/errors", int(errors))
+        """Engine health to ``/oscgan/status/{fps,render_ms,dropped,errors}``, as one bundle."""
+        with self._send_lock:
+            self._send([encode_message(STATUS_PREFIX + "/fps", [float(fps)]),
+                        encode_message(STATUS_PREFIX + "/render_ms", [float(render_ms)]),
+                        encode_message(STATUS_PREFIX + "/dropped", [int(dropped)]),
+                        encode_message(STATUS_PREFIX + "/errors", [int(errors)])])
 
     def close(self) -> None:
-        """Stop echoing (the sender stays open; its owner closes it)."""
+        """Stop echoing, after sending what is noted (the sender stays open; its owner closes it)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._closing = True
+        self._wake.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(2.0)

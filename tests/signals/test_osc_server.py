@@ -13,6 +13,7 @@ from pythonosc.osc_bundle_builder import IMMEDIATELY as PY_IMMEDIATELY
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage as PyOscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket as PyOscPacket
 from pythonosc.udp_client import SimpleUDPClient
 
 from oscgan.signals import osc
@@ -446,8 +447,8 @@ def receive(sock: socket.socket, expect: int | None = None, quiet: float = 0.2) 
             data, _ = sock.recvfrom(65536)
         except socket.timeout:
             break
-        msg = PyOscMessage(data)
-        out.append((msg.address, msg.params))
+        for element in PyOscPacket(data).messages:  # a message, or each message of a bundle
+            out.append((element.message.address, element.message.params))
     return out
 
 
@@ -509,6 +510,42 @@ def test_telemetry_status_and_send_all(reg: ParamRegistry, receiver: socket.sock
     assert len(got) == expected
     assert ("/oscgan/truncation/psi", [pytest.approx(0.7)]) in got
     assert ("/oscgan/latent/z/7", [0.0]) in got
+
+
+def test_telemetry_sends_a_burst_as_bundles_with_the_newest_values(reg: ParamRegistry,
+                                                                  receiver: socket.socket) -> None:
+    with OscSender("127.0.0.1", receiver.getsockname()[1]) as sender:
+        t = OscTelemetry(reg, sender, coalesce=0.5)  # far longer than the burst takes
+        try:
+            for step in range(1, 4):  # what mappings do frame after frame: every element moves
+                reg.set("latent.z", [step / 10] * 8)
+            reg.set("truncation.psi", 0.5)
+            reg.set("truncation.psi", 0.7)  # back to what the receiver has: nothing to send
+            reg.set("mix.fine", 0.25)
+            datagrams = []
+            receiver.settimeout(2.0)
+            while sum(len(PyOscPacket(d).messages) for d in datagrams) < 9:
+                datagrams.append(receiver.recvfrom(65536)[0])
+            got = [(e.message.address, e.message.params) for d in datagrams for e in PyOscPacket(d).messages]
+            assert sorted(got) == sorted([(f"/oscgan/latent/z/{i}", [pytest.approx(0.3)]) for i in range(8)]
+                                         + [("/oscgan/mix/fine", [0.25])])
+            assert len(datagrams) == 1 and len(datagrams[0]) <= osc.ECHO_BUNDLE_BYTES
+            assert receive(receiver) == []
+        finally:
+            t.close()
+
+
+def test_telemetry_bundles_stay_under_the_mtu(reg: ParamRegistry, receiver: socket.socket,
+                                              telemetry: OscTelemetry) -> None:
+    telemetry.send_all()
+    expected = sum(s.length for s in reg.specs())
+    receiver.settimeout(2.0)
+    datagrams, count = [], 0
+    while count < expected:
+        datagrams.append(receiver.recvfrom(65536)[0])
+        count += len(PyOscPacket(datagrams[-1]).messages)
+    assert count == expected and len(datagrams) < expected / 10
+    assert max(len(d) for d in datagrams) <= osc.ECHO_BUNDLE_BYTES
 
 
 def test_telemetry_echo_osc_off_and_close(reg: ParamRegistry, receiver: socket.socket) -> None:
