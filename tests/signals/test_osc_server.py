@@ -240,13 +240,19 @@ def _send_seeds(raw: socket.socket, port: int, seeds: range) -> None:
         raw.sendto(encode_message("/oscgan/latent/seed", [seed]), ("127.0.0.1", port))
 
 
-def test_drain_applies_on_the_callers_thread_in_order(reg: ParamRegistry, raw: socket.socket) -> None:
+def thread_recorder() -> tuple[list[str], Callable[[OscMessage], bool]]:
+    """An on_unhandled hook that notes the name of the thread each message is handled on."""
     threads: list[str] = []
 
     def hook(msg: OscMessage) -> bool:
         threads.append(threading.current_thread().name)
         return True
 
+    return threads, hook
+
+
+def test_drain_applies_on_the_callers_thread_in_order(reg: ParamRegistry, raw: socket.socket) -> None:
+    threads, hook = thread_recorder()
     # A fallback far longer than the test: only drain() may apply anything.
     with OscServer(reg, port=0, on_unhandled=hook, sync_fallback=30.0) as srv:
         assert srv.drain() == 0  # from now on a "render loop" drains
@@ -261,12 +267,7 @@ def test_drain_applies_on_the_callers_thread_in_order(reg: ParamRegistry, raw: s
 
 
 def test_receive_thread_steps_in_when_no_frame_drains(reg: ParamRegistry, raw: socket.socket) -> None:
-    threads: list[str] = []
-
-    def hook(msg: OscMessage) -> bool:
-        threads.append(threading.current_thread().name)
-        return True
-
+    threads, hook = thread_recorder()
     with OscServer(reg, port=0, on_unhandled=hook, sync_fallback=0.05) as srv:
         srv.drain()  # a loop drained once, then its frame takes long
         raw.sendto(encode_message("/td/fader1", [0.5]), ("127.0.0.1", srv.address[1]))
