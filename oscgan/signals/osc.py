@@ -36,6 +36,7 @@ SYNC_STALE_S = 1.0  # a render loop that has not drained for this long no longer
 DRAIN_BATCH = 256  # most datagrams one drain() applies on the render thread (about 3 ms)
 DRAIN_LOCK_WAIT_S = 0.002  # how long drain() waits while the receive thread applies a batch
 THREAD_BATCH = 4096  # most datagrams the receive thread applies before it checks stop() again
+LATE_FRAME_BATCH_S = 0.01  # while a drained loop's frame is late, the receive thread applies this often
 ECHO_COALESCE_S = 0.005  # how long the echo thread gathers changes before it sends them
 ECHO_BUNDLE_BYTES = 1400  # under an Ethernet MTU: no IP fragments for Wi-Fi to lose
 BUNDLE_OVERHEAD = 16  # '#bundle\0' and the timetag
@@ -149,8 +150,9 @@ class OscServer:
     ``drain`` before each frame, by the loop itself right before it reads the parameters: waking a
     second Python thread for every datagram costs the render thread a GIL hand-off each time
     (about 0.1 ms; at 1000 messages per second that was an eighth of a 64 px frame). While the
-    loop drains, the receive thread only steps in when no drain has come for ``sync_fallback``
-    seconds (a slow frame), so the registry, OSCQuery and the echo never lag by more than that.
+    loop drains, the receive thread sleeps; it steps in when no drain has come for
+    ``sync_fallback`` seconds (a slow frame), so the registry, OSCQuery and the echo never lag by
+    much more than that, and when a drain leaves a backlog (a flood).
 
     Messages for addresses that are no parameter go to ``on_unhandled(message)`` first (called on
     the thread that applies the datagram, before its parameters are set; return True when handled). Bad input of
@@ -197,8 +199,8 @@ class OscServer:
         self._close_on_exit = False
         self._sync_fallback = sync_fallback
         self._apply_lock = threading.Lock()  # one applier at a time keeps datagrams in arrival order
-        self._drained = threading.Event()
         self._last_drain = -math.inf  # time.monotonic() of the last drain() call
+        self._backlog = False  # the last drain left datagrams for the receive thread
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -279,6 +281,8 @@ class OscServer:
 
     def _receive_loop(self, sock: socket.socket) -> None:
         while not self._stopping.is_set():
+            if self._defer_to_loop():
+                continue
             try:
                 ready, _, _ = select.select([sock], [], [], self._poll_interval)
             except (OSError, ValueError) as e:
@@ -287,16 +291,27 @@ class OscServer:
                 self._log.warning("select", "OSC socket error: %s", e)
                 time.sleep(self._poll_interval)
                 continue
-            if not ready:
+            if not ready or self._defer_to_loop():  # a loop may have begun draining meanwhile
                 continue
-            if self._frame_synced():
-                # A render loop drains before every frame: leave the datagrams to it unless the
-                # frame is late. Set again by drain(); whatever arrives after it wakes select.
-                self._drained.clear()
-                if self._drained.wait(self._sync_fallback):
-                    continue
             with self._apply_lock:
                 self._apply_queued(sock, THREAD_BATCH)
+            if self._frame_synced():
+                # The loop's frame is late (a slow model) or more arrives than it takes: apply
+                # in batches, not per datagram.
+                self._stopping.wait(LATE_FRAME_BATCH_S)
+
+    def _defer_to_loop(self) -> bool:
+        """While a render loop drains in time, sleep until its frame would be late; True if slept.
+
+        The receive thread then wakes neither per datagram nor per frame.
+        """
+        if not self._frame_synced() or self._backlog:
+            return False
+        due = self._last_drain + self._sync_fallback - time.monotonic()
+        if due <= 0:
+            return False
+        self._stopping.wait(due)
+        return True
 
     def _frame_synced(self) -> bool:
         return time.monotonic() - self._last_drain < SYNC_STALE_S
@@ -321,8 +336,7 @@ class OscServer:
             applied, emptied = self._apply_queued(sock, DRAIN_BATCH)
         finally:
             self._apply_lock.release()
-        if emptied:
-            self._drained.set()
+        self._backlog = not emptied
         return applied
 
     def _apply_queued(self, sock: socket.socket, limit: int) -> tuple[int, bool]:
