@@ -52,7 +52,8 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # mmap first: setting either one switches off glibc's dynamic thresholds.
-    _applied = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    _applied = (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
     if not _applied:
         log.debug("mallopt refused the thresholds; the allocator keeps its defaults")
     return _applied

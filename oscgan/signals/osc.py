@@ -155,10 +155,11 @@ class OscServer:
     much more than that, and when a drain leaves a backlog (a flood).
 
     Messages for addresses that are no parameter go to ``on_unhandled(message)`` first (called on
-    the thread that applies the datagram, before its parameters are set; return True when handled). Bad input of
-    any kind is dropped, counted in ``stats`` and logged with rate limiting; nothing raises out of
-    the thread. ``allow_from`` limits senders to IP addresses or networks (``'192.168.1.0/24'``);
-    None accepts everyone, which is fine on 127.0.0.1 but think twice with ``host='0.0.0.0'``.
+    the thread that applies the datagram, before its parameters are set; return True when
+    handled). Bad input of any kind is dropped, counted in ``stats`` and logged with rate
+    limiting; nothing raises out of the thread. ``allow_from`` limits senders to IP addresses or
+    networks (``'192.168.1.0/24'``); None accepts everyone, which is fine on 127.0.0.1 but think
+    twice with ``host='0.0.0.0'``.
     """
 
     def __init__(self, registry: ParamRegistry, host: str = "127.0.0.1", port: int = 9000,

@@ -136,8 +136,9 @@ def wait_for(predicate, timeout: float, what: str):
     raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}" + (f" ({last_exc!r})" if last_exc else ""))
 
 
-def receive_frames(source_suffix: str, seconds: float, timeout: float) -> tuple[str, list[dict]]:
-    """Find the NDI source whose name ends with ``source_suffix`` and receive video for ``seconds``."""
+def receive_frames(source_suffix: str, seconds: float, timeout: float, min_frames: int = 5) -> tuple[str, list[dict]]:
+    """Find the NDI source whose name ends with ``source_suffix`` and receive video for ``seconds``
+    and at least ``min_frames`` frames (connecting can take a second of the window)."""
     from cyndilib import Finder, RecvBandwidth, RecvColorFormat, Receiver, VideoRecvFrame
     from cyndilib.receiver import ReceiveFrameType
 
@@ -160,9 +161,9 @@ def receive_frames(source_suffix: str, seconds: float, timeout: float) -> tuple[
         receiver.set_source(source)
         frames: list[dict] = []
         t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end or not frames:
+        while time.monotonic() < t_end or len(frames) < min_frames:
             if time.monotonic() > deadline + seconds:
-                raise TimeoutError("connected to the NDI source but no video arrived")
+                raise TimeoutError(f"connected to the NDI source but only {len(frames)} video frames arrived")
             got = receiver.receive(ReceiveFrameType.recv_video, 200)
             if not got & ReceiveFrameType.recv_video:
                 continue
