@@ -329,7 +329,7 @@ def test_no_frame_wake_ups_while_nobody_watches(registry):
         time.sleep(0.5)  # the closed stream's last wait ends
         waits = slot.waits
         publish(90, 30)
-        assert slot.waits - waits <= 1
+        assert slot.waits - waits <= 3  # a closing stream may ask once or twice more; not 30 times
     finally:
         srv.stop()
 
