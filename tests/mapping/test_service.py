@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import yaml
 
@@ -15,6 +13,7 @@ from oscgan.mapping.targets import resolve_target
 from oscgan.signals import names
 from oscgan.signals.bus import SignalBus
 from oscgan.signals.osc_protocol import encode_message, iter_messages, parse_packet
+from tests.waiting import wait_for
 
 from .conftest import write_yaml
 
@@ -25,16 +24,6 @@ def datagram(service: MappingService, address: str, *args: object) -> bool:
     """Hand the service what the OSC server would: a message parsed from real bytes."""
     (msg,) = iter_messages(parse_packet(encode_message(address, args)))
     return service.on_osc(msg)
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("timed out")
 
 
 class Frames:

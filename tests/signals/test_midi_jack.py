@@ -10,6 +10,7 @@ import pytest
 from oscgan.signals.bus import SignalBus
 from oscgan.signals.midi import MidiInput
 from tests.jackd import JackServer, jack_server as _jack_server, send_until
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +24,6 @@ def backend(jack, monkeypatch):
     import mido
 
     return mido.Backend("mido.backends.rtmidi/UNIX_JACK")
-
-
-def wait_for(predicate, timeout: float = 5.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def port_status(m: MidiInput, name: str):

@@ -7,6 +7,7 @@ drives the corner cases a real server cannot be made to produce on demand.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 from oscgan.signals import midi
 from oscgan.signals.bus import SignalBus
 from oscgan.signals.midi import MidiError, MidiInput, normalize_api
+from tests import waiting
 
 
 class FakeWorld:
@@ -135,14 +137,7 @@ def world(monkeypatch) -> FakeWorld:
     return w
 
 
-def wait_for(predicate, timeout: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.002)
-    raise AssertionError("timed out")
+wait_for = functools.partial(waiting.wait_for, timeout=2.0, interval=0.002)
 
 
 def status(m: MidiInput, name: str):

@@ -28,15 +28,6 @@ def make_picture(width: int = 64, height: int = 48) -> np.ndarray:
     return rgba
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
 
 def run_worker(sink: FrameSink, frames: list[np.ndarray], *, until: Callable[[], object],
                timeout: float = 5.0, period: float = 0.01) -> SinkWorker:

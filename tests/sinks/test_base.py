@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from oscgan.sinks.base import (Backoff, FrameConverter, FrameQueue, FrameSink, S
 from oscgan.sinks.fanout import FrameFanout
 from oscgan.state.params import ModelInfo, build_registry
 from oscgan.state.snapshot import RenderArgs
+from tests import waiting
 
 # Frames are read-only; torch warns once when the resampler wraps one (pytest resets the
 # package's own filter for each test).
@@ -38,12 +40,7 @@ class FakeClock:
         self.t += dt
 
 
-def wait_for(pred: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+wait_for = functools.partial(waiting.wait_for, interval=0.002)
 
 
 def picture(w: int = 8, h: int = 6, value: int | None = None) -> np.ndarray:
