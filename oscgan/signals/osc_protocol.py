@@ -20,6 +20,7 @@ _INT64 = struct.Struct(">q")
 _UINT64 = struct.Struct(">Q")
 _FLOAT32 = struct.Struct(">f")
 _FLOAT64 = struct.Struct(">d")
+_NUMBER_TAGS = {"i": _INT32, "f": _FLOAT32, "d": _FLOAT64, "h": _INT64}  # plain big-endian numbers
 _BUNDLE_HEADER = b"#bundle\0"
 
 
@@ -229,14 +230,11 @@ def _parse_message(data: bytes, start: int, end: int, max_depth: int) -> OscMess
     stack: list[list[OscArg]] = [[]]
     for tag in tags:
         args = stack[-1]
-        if tag == "i":
-            _need(pos, 4, end, tag)
-            args.append(_INT32.unpack_from(data, pos)[0])
-            pos += 4
-        elif tag == "f":
-            _need(pos, 4, end, tag)
-            args.append(_FLOAT32.unpack_from(data, pos)[0])
-            pos += 4
+        number = _NUMBER_TAGS.get(tag)
+        if number is not None:
+            _need(pos, number.size, end, tag)
+            args.append(number.unpack_from(data, pos)[0])
+            pos += number.size
         elif tag in "sS":
             value, pos = _read_string(data, pos, end, f'argument "{tag}"')
             args.append(value)
@@ -252,14 +250,6 @@ def _parse_message(data: bytes, start: int, end: int, max_depth: int) -> OscMess
                 raise OscParseError("blob padding is not all NUL bytes", pos + 4 + size)
             args.append(data[pos + 4:pos + 4 + size])
             pos = after
-        elif tag == "d":
-            _need(pos, 8, end, tag)
-            args.append(_FLOAT64.unpack_from(data, pos)[0])
-            pos += 8
-        elif tag == "h":
-            _need(pos, 8, end, tag)
-            args.append(_INT64.unpack_from(data, pos)[0])
-            pos += 8
         elif tag == "t":
             _need(pos, 8, end, tag)
             args.append(TimeTag(_UINT64.unpack_from(data, pos)[0]))
@@ -271,13 +261,9 @@ def _parse_message(data: bytes, start: int, end: int, max_depth: int) -> OscMess
                 raise OscParseError(f"char argument {code:#x} is not a Unicode code point", pos)
             args.append(Char(chr(code)))
             pos += 4
-        elif tag == "r":
+        elif tag in "rm":
             _need(pos, 4, end, tag)
-            args.append(RGBA(*data[pos:pos + 4]))
-            pos += 4
-        elif tag == "m":
-            _need(pos, 4, end, tag)
-            args.append(Midi(*data[pos:pos + 4]))
+            args.append((RGBA if tag == "r" else Midi)(*data[pos:pos + 4]))
             pos += 4
         elif tag == "T":
             args.append(True)
